@@ -52,7 +52,7 @@ def sigmoid_prime(z):
 
 
 def softmax(z):
-    """Softmax of each row of `z`; subtracting the row's maximum changes nothing but avoids overflow."""
+    """Softmax of each row of `z` (less the row's maximum: the same softmax, without overflow)."""
     e = np.exp(z - z.max(axis=1, keepdims=True))
     return e / e.sum(axis=1, keepdims=True)
 
@@ -66,22 +66,25 @@ def _describe(shape):
     return "(%s,)" % items[0] if len(items) == 1 else "(%s)" % ", ".join(items)
 
 
+def _fits(expected, size):
+    if isinstance(expected, str):
+        return True
+    if isinstance(expected, tuple):
+        return size >= expected[1]
+    return size == expected
+
+
 def check_shape(name, array, expected):
-    """Raise ValueError unless `array` has the `expected` shape.
+    """Raise ValueError, naming `name`, unless `array` has the `expected` shape.
 
     An entry of `expected` may be an int (that size exactly), a string (any
     size; the string names it, e.g. 'n'), or a pair ('>=', k) (at least k).
     """
     shape = np.shape(array)
-    def fits(e, s):
-        if isinstance(e, str):
-            return True
-        if isinstance(e, tuple):
-            return s >= e[1]
-        return s == e
-    if len(shape) != len(expected) or not all(fits(e, s) for e, s in zip(expected, shape)):
-        wanted = [e if not isinstance(e, tuple) else ">=%d" % e[1] for e in expected]
-        raise ValueError("%s: expected shape %s, got %s" % (name, _describe(wanted), _describe(shape)))
+    if len(shape) != len(expected) or not all(map(_fits, expected, shape)):
+        wanted = ["%s%d" % e if isinstance(e, tuple) else e for e in expected]
+        raise ValueError("%s: expected shape %s, got %s"
+                         % (name, _describe(wanted), _describe(shape)))
 
 
 def _check_poolsize(poolsize):
@@ -127,7 +130,9 @@ def correlate_weight_gradient(a, delta, fh, fw):
 
 
 def correlate_transpose(delta, w):
-    """(w)^T delta for a correlation: dC/da_in[n, c, p, q] = sum_{f,j,k} delta[n,f,j,k] w[f,c,p-j,q-k].
+    """(w)^T delta for a correlation: the error at each input pixel.
+
+    dC/da_in[n, c, p, q] = sum_{f,j,k} delta[n, f, j, k] w[f, c, p-j, q-k].
 
     Input pixel (p, q) reaches every hidden neuron whose receptive field
     covers it, so its error sums over them.  That sum is a "full" correlation
@@ -162,6 +167,12 @@ def max_pool(a, poolsize):
 TIE_RULES = ("all", "first")
 
 
+def _check_ties(ties):
+    if ties not in TIE_RULES:
+        raise ValueError("ties: expected one of %s, got %r" % (TIE_RULES, ties))
+    return ties
+
+
 def pool_routes(a, poolsize, ties="all"):
     """Boolean mask, shape of `a`: True where a neuron's activation is passed on by max-pooling.
 
@@ -179,8 +190,7 @@ def pool_routes(a, poolsize, ties="all"):
     alone: raising one raises the max, lowering it does not.  Neurons in
     the edges dropped by pooling are never marked.
     """
-    if ties not in TIE_RULES:
-        raise ValueError("ties: expected one of %s, got %r" % (TIE_RULES, ties))
+    _check_ties(ties)
     blocks = _blocks(a, poolsize)
     n, f, rows, ph, cols, pw = blocks.shape
     if ties == "all":
@@ -220,7 +230,7 @@ def unpool(delta, routes, poolsize):
 
 
 class _ConvLayer:
-    """What both convolutional layers share: a shared filter bank, a shared bias per map, pooling."""
+    """What both convolutional layers share: shared filters, a shared bias per map, pooling."""
 
     def __init__(self, w, b, poolsize, filter_flip, ties):
         self.w = np.array(w)
@@ -228,15 +238,13 @@ class _ConvLayer:
         self.b = np.array(b)
         check_shape("b", self.b, (self.w.shape[0],))
         self.poolsize = _check_poolsize(poolsize)
-        if ties not in TIE_RULES:
-            raise ValueError("ties: expected one of %s, got %r" % (TIE_RULES, ties))
         self.filter_flip = bool(filter_flip)
-        self.ties = ties
+        self.ties = _check_ties(ties)
 
-    def check_input(self, a_in):
-        n_filters, channels, fh, fw = self.w.shape
-        check_shape("a_in (a mini-batch of images)", a_in,
-                    ("n", channels, (">=", fh), (">=", fw)))
+    def check_input(self, a_in, name):
+        """a_in: a mini-batch of images with the filters' channels, no smaller than a filter."""
+        _, channels, fh, fw = self.w.shape
+        check_shape(name, a_in, ("n", channels, (">=", fh), (">=", fw)))
 
     def kernel(self):
         """The filters as they are correlated with the image: flipped for a true convolution."""
@@ -257,9 +265,10 @@ class _ConvLayer:
 
     @staticmethod
     def bias_gradient(delta):
-        """BP3 for a shared bias: the sum of the errors over the map, averaged over the mini-batch."""
+        """BP3 for a shared bias: the sum of its map's errors, averaged over the mini-batch."""
         return delta.sum(axis=(2, 3)).mean(axis=0)
 
+    @property
     def params(self):
         return [self.w, self.b]
 
@@ -275,8 +284,8 @@ class ConvSigmoidPoolLayer(_ConvLayer):
     def __init__(self, w, b, poolsize=(2, 2), filter_flip=False, ties="all"):
         super().__init__(w, b, poolsize, filter_flip, ties)
 
-    def feedforward(self, a_in):
-        self.check_input(a_in)
+    def feedforward(self, a_in, name="a_in"):
+        self.check_input(a_in, name)
         z = self.convolve(a_in) + self.b[None, :, None, None]
         a_conv = sigmoid(z)
         return {"a_in": a_in, "z": z, "a_conv": a_conv,
@@ -288,17 +297,20 @@ class ConvSigmoidPoolLayer(_ConvLayer):
         return unpool(nabla_a, record["routes"], self.poolsize) * sigmoid_prime(record["z"])
 
     def gradients(self, record, delta):
+        """BP4 and BP3 straight from delta: it already lives on the convolution's outputs."""
         return (self.weight_gradient(record["a_in"], delta), self.bias_gradient(delta))
 
     def backpropagate(self, record, delta):
+        """(w)^T delta, for the layer below."""
         return self.conv_transpose(delta)
 
 
 class ConvPoolLayer(_ConvLayer):
     """network3's ConvPoolLayer: convolve, max-pool, then z = pooled + b and a = sigma(z).
 
-    Pooling commutes with the (increasing) sigmoid, so this computes the
-    same function as ``ConvSigmoidPoolLayer``; but z now lives on the pooled
+    Pooling commutes with the (increasing) sigmoid, so with the same
+    filter_flip this computes the same function as ``ConvSigmoidPoolLayer``
+    (up to ties, see ``pool_routes``); but z now lives on the pooled
     grid, one bias per map is added after pooling, and the pooling step
     sits between z and the weights, so the error is routed through the
     block maxima on its way to BP4 rather than in BP2.  ``filter_flip=True``
@@ -308,8 +320,8 @@ class ConvPoolLayer(_ConvLayer):
     def __init__(self, w, b, poolsize=(2, 2), filter_flip=True, ties="all"):
         super().__init__(w, b, poolsize, filter_flip, ties)
 
-    def feedforward(self, a_in):
-        self.check_input(a_in)
+    def feedforward(self, a_in, name="a_in"):
+        self.check_input(a_in, name)
         conv = self.convolve(a_in)
         z = max_pool(conv, self.poolsize) + self.b[None, :, None, None]
         return {"a_in": a_in, "conv": conv, "routes": pool_routes(conv, self.poolsize, self.ties),
@@ -324,10 +336,17 @@ class ConvPoolLayer(_ConvLayer):
         return unpool(delta, record["routes"], self.poolsize)
 
     def gradients(self, record, delta):
+        """BP4 from the error routed to the convolution's outputs; BP3 from delta itself.
+
+        The bias is added after pooling, so it sees every pooled neuron's
+        error directly; a weight only reaches the cost through the neurons
+        that pooling passed on.
+        """
         return (self.weight_gradient(record["a_in"], self.conv_error(record, delta)),
                 self.bias_gradient(delta))
 
     def backpropagate(self, record, delta):
+        """(w)^T delta, for the layer below, through the same routes."""
         return self.conv_transpose(self.conv_error(record, delta))
 
 
@@ -340,11 +359,12 @@ class _DenseLayer:
         self.b = np.array(b)
         check_shape("b", self.b, (self.w.shape[1],))
 
-    def feedforward(self, a_in):
+    def feedforward(self, a_in, name="a_in"):
         # Flatten feature maps in C order, as Theano's flatten(2) does.
         x = np.reshape(a_in, (len(a_in), -1))
-        check_shape("a_in (flattened from %s)" % _describe(np.shape(a_in)), x,
-                    ("n", self.w.shape[0]))
+        if np.ndim(a_in) > 2:
+            name += ", flattened from %s" % _describe(np.shape(a_in))
+        check_shape(name, x, ("n", self.w.shape[0]))
         z = x @ self.w + self.b
         return {"a_in": x, "in_shape": np.shape(a_in), "z": z, "a": self.activation(z)}
 
@@ -353,9 +373,10 @@ class _DenseLayer:
         return record["a_in"].T @ delta / len(delta), delta.mean(axis=0)
 
     def backpropagate(self, record, delta):
-        """(w)^T delta, reshaped back to the layer's input (feature maps, if it came from a conv layer)."""
+        """(w)^T delta, reshaped back to the layer's input (feature maps, after a conv layer)."""
         return (delta @ self.w.T).reshape(record["in_shape"])
 
+    @property
     def params(self):
         return [self.w, self.b]
 
@@ -423,7 +444,7 @@ class LogLikelihoodCost:
 
     @staticmethod
     def delta(z, a, y):
-        """BP1: delta^L_j = a^L_j - y_j, y the one-hot label: softmax's Jacobian cancels the cost's 1/a."""
+        """BP1: delta^L = a^L - y, y one-hot: softmax's Jacobian cancels the cost's 1/a."""
         return a - y
 
 
@@ -447,11 +468,13 @@ class Network:
                 cost.__name__, cost.output_layer.__name__, type(self.layers[-1]).__name__))
         for j, layer in enumerate(self.layers[:-1]):
             if isinstance(layer, SoftmaxLayer):
-                raise ValueError("layers: a SoftmaxLayer can only be the last layer, got one at %d" % j)
+                raise ValueError("layers: a SoftmaxLayer can only be the last layer, got one at %d"
+                                 % j)
 
     @property
     def params(self):
-        return [p for layer in self.layers for p in layer.params()]
+        """Every layer's [w, b], in order: the arrays themselves, so updating them trains."""
+        return [p for layer in self.layers for p in layer.params]
 
     def targets(self, y, n):
         """The one-hot vectors of the integer labels `y` of a mini-batch of `n` examples."""
@@ -466,8 +489,9 @@ class Network:
         """The record of every layer (a_in, z, a, ...) for the mini-batch `x`, first layer first."""
         records = []
         a = x
-        for layer in self.layers:
-            records.append(layer.feedforward(a))
+        for j, layer in enumerate(self.layers):
+            name = "x" if j == 0 else "layer %d (%s) input" % (j, type(layer).__name__)
+            records.append(layer.feedforward(a, name))
             a = records[-1]["a"]
         return records
 
@@ -542,7 +566,7 @@ def crosses_kink(net, x, param, index, h=1e-5):
 
 
 def relative_error(g, g_check):
-    """max |g - g_check| / max(max |g|, max |g_check|): the worst error, on the scale of the gradient.
+    """max |g - g_check| / max(max |g|, max |g_check|): the worst error, on the gradient's scale.
 
     Dividing each entry by its own size would instead measure, for entries
     near zero, the rounding noise of a finite difference (about eps C / h),
@@ -551,3 +575,47 @@ def relative_error(g, g_check):
     g, g_check = np.asarray(g, dtype=np.float64), np.asarray(g_check, dtype=np.float64)
     scale = max(np.max(np.abs(g)), np.max(np.abs(g_check)))
     return float(np.max(np.abs(g - g_check)) / scale) if scale > 0 else 0.0
+
+
+def theano_gradient(net, x, y):
+    """dC/dp for every p in ``net.params``, by Theano's ``T.grad`` of the same network in float64.
+
+    The graph is built from Theano's own ops -- ``conv2d``,
+    ``pool_2d(ignore_border=True, mode='max')``, ``sigmoid``, ``softmax`` --
+    so it checks the numpy code against an independent implementation.
+    Theano is imported here and nowhere else in this module: the rest is numpy.
+    """
+    import theano
+    import theano.tensor as T
+    from theano.tensor.nnet import conv2d, sigmoid as t_sigmoid, softmax as t_softmax
+    from theano.tensor.signal.pool import pool_2d
+
+    def pool(a, layer):
+        return pool_2d(a, ws=layer.poolsize, ignore_border=True, mode="max")
+
+    def conv(a, w, layer):
+        return conv2d(a, w, filter_flip=layer.filter_flip)
+
+    def output(layer, a, w, b):
+        if isinstance(layer, ConvSigmoidPoolLayer):
+            return pool(t_sigmoid(conv(a, w, layer) + b.dimshuffle("x", 0, "x", "x")), layer)
+        if isinstance(layer, ConvPoolLayer):
+            return t_sigmoid(pool(conv(a, w, layer), layer) + b.dimshuffle("x", 0, "x", "x"))
+        z = T.dot(a.flatten(2), w) + b
+        return t_softmax(z) if isinstance(layer, SoftmaxLayer) else t_sigmoid(z)
+
+    def cost(a, y_onehot):
+        if net.cost is QuadraticCost:
+            return 0.5 * T.mean(T.sum((a - y_onehot) ** 2, axis=1))
+        if net.cost is CrossEntropyCost:
+            return -T.mean(T.sum(y_onehot * T.log(a) + (1 - y_onehot) * T.log(1 - a), axis=1))
+        return -T.mean(T.log(a)[T.arange(a.shape[0]), T.argmax(y_onehot, axis=1)])
+
+    params = [theano.shared(np.asarray(p, dtype="float64")) for p in net.params]
+    inpt = T.dtensor4("x")
+    a = inpt
+    for j, layer in enumerate(net.layers):
+        a = output(layer, a, params[2 * j], params[2 * j + 1])
+    y_onehot = T.dmatrix("y")
+    grads = theano.function([inpt, y_onehot], T.grad(cost(a, y_onehot), params))
+    return grads(np.asarray(x, dtype="float64"), net.targets(y, len(x)).astype("float64"))

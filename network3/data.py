@@ -113,7 +113,10 @@ def fetch(path=None, sha256=MNIST_SHA256, sources=None, quiet=False):
     """
     path = path or default_data_path()
     if os.path.exists(path):
-        verify(path, sha256)
+        try:
+            verify(path, sha256)
+        except DataError as e:
+            raise DataError("%s; delete it to fetch a fresh copy" % e) from None
         return path
     failures = []
     for description, get in (sources if sources is not None else mnist_sources()):
@@ -133,8 +136,8 @@ def verify(path, sha256=MNIST_SHA256, name=None):
     """Raise DataError unless the file's SHA-256 is `sha256`."""
     actual = sha256_of(path)
     if actual != sha256:
-        raise DataError("%s: SHA-256 is %s, expected %s (a corrupt or different file; delete "
-                        "it and fetch again)" % (name or path, actual, sha256))
+        raise DataError("%s: SHA-256 is %s, expected %s (a corrupt, truncated or different "
+                        "file)" % (name or path, actual, sha256))
 
 
 def ensure_data(path=None, quiet=False):
@@ -225,7 +228,7 @@ def _find_idx(directory, base):
                     % (directory, base, ", ".join(n for pair in IDX_FILES.values() for n in pair)))
 
 
-def load_idx(directory):
+def load_idx(directory, n_training=N_TRAINING):
     """(training, validation, test) from the four IDX files in `directory`.
 
     Pixels are scaled by 1/256 as in Nielsen's file (values in [0, 1)); the
@@ -243,10 +246,10 @@ def load_idx(directory):
         arrays[part] = (images.reshape(len(images), -1).astype(np.float32) / 256,
                         labels.astype(np.int64))
     (x, y), test = arrays["train"], arrays["test"]
-    if len(x) <= N_TRAINING:
-        raise DataError("%s: %d training images; the 50k/10k split needs more than %d"
-                        % (directory, len(x), N_TRAINING))
-    return (x[:N_TRAINING], y[:N_TRAINING]), (x[N_TRAINING:], y[N_TRAINING:]), test
+    if len(x) <= n_training:
+        raise DataError("%s: %d training images; the split needs more than %d"
+                        % (directory, len(x), n_training))
+    return (x[:n_training], y[:n_training]), (x[n_training:], y[n_training:]), test
 
 
 # --------------------------------------------------------------------- validate, load

@@ -355,9 +355,9 @@ class TrainingState:
         self.best = saved["best"]
         logged = read_log(self.log.path)
         if logged.finished and saved["epochs_done"] >= self.config["epochs"]:
-            self.records, self.finished = logged.epochs, True
+            self.records, self.finished = _epoch_records(logged.epochs), True
             return
-        self.records = truncate_log(self.log.path, saved["epochs_done"])
+        self.records = _epoch_records(truncate_log(self.log.path, saved["epochs_done"]))
         if len(self.records) != saved["epochs_done"]:
             raise ValueError("%s: log has %d epochs but the checkpoint has %d"
                              % (self.log.path, len(self.records), saved["epochs_done"]))
@@ -413,6 +413,11 @@ class TrainingState:
             self.log.finish(summary)
         self.finished = True
         return summary
+
+
+def _epoch_records(logged):
+    """Epoch records as SGD returns them: the log's lines without their "type"."""
+    return [{k: v for k, v in r.items() if k != "type"} for r in logged]
 
 
 def _comparable(config):

@@ -1,0 +1,75 @@
+"""network3.theano_env: network3's Theano defaults, and the user's flags winning."""
+import os
+
+from network3 import theano_env
+from conftest import run_python
+
+PRINT_CONFIG = ("import network3, theano; c = theano.config; "
+                "print(c.floatX, '|', c.blas__ldflags, '|', c.base_compiledir)")
+
+
+def test_bundled_openblas_exists_and_exports_sgemm():
+    import ctypes
+    lib = theano_env.bundled_openblas()
+    assert lib and os.path.exists(lib)
+    assert hasattr(ctypes.CDLL(lib), "sgemm_")
+    assert theano_env.blas_ldflags() == "-L%s -l:%s -Wl,-rpath,%s" % (
+        os.path.dirname(lib), os.path.basename(lib), os.path.dirname(lib))
+
+
+def test_flags_keys_parse_escaped_commas():
+    keys = theano_env._flags_keys(r"floatX=float64,blas.ldflags=-L/x -Wl\,-rpath\,/x,device=cpu")
+    assert keys == {"floatx", "blas__ldflags", "device"}
+
+
+def test_compose_skips_taken_keys_and_escapes_commas():
+    flags = theano_env.compose_flags("floatX=float64", {"floatx"})
+    assert not flags.startswith("floatX=float32")
+    assert flags.endswith(",floatX=float64")
+    assert "-Wl\\,-rpath\\," in flags
+
+
+def test_defaults_apply_in_a_clean_environment(tmp_path):
+    env = {"THEANO_FLAGS": "", "THEANORC": str(tmp_path / "none"),
+           "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    result = run_python(PRINT_CONFIG, env=env)
+    assert result.returncode == 0, result.stderr
+    floatx, ldflags, compiledir = (s.strip() for s in result.stdout.split("|"))
+    assert floatx == "float32"
+    assert "-l:libopenblas" in ldflags
+    assert compiledir == str(tmp_path / "cache" / "network3" / "theano")
+
+
+def test_user_theano_flags_win(tmp_path):
+    env = {"THEANO_FLAGS": "floatX=float64,base_compiledir=%s" % (tmp_path / "mine"),
+           "THEANORC": str(tmp_path / "none")}
+    result = run_python(PRINT_CONFIG, env=env)
+    assert result.returncode == 0, result.stderr
+    floatx, ldflags, compiledir = (s.strip() for s in result.stdout.split("|"))
+    assert floatx == "float64" and compiledir == str(tmp_path / "mine")
+    assert "-l:libopenblas" in ldflags  # what the user left unset is still network3's
+
+
+def test_user_theanorc_wins(tmp_path):
+    rc = tmp_path / "theanorc"
+    rc.write_text("[global]\nfloatX = float64\n")
+    result = run_python(PRINT_CONFIG, env={"THEANO_FLAGS": "", "THEANORC": str(rc)})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("|")[0].strip() == "float64"
+
+
+def test_known_noise_filtered_real_warnings_kept():
+    code = ("import network3, logging; log = logging.getLogger('theano.tensor.blas'); "
+            "log.warning('We did not find a dynamic library in the library_dir of the library'); "
+            "log.warning('a real problem')")
+    result = run_python(code)
+    assert "a real problem" in result.stderr
+    assert "did not find a dynamic library" not in result.stderr
+
+
+def test_info_command_shows_openblas_and_data():
+    result = run_python(["-m", "network3", "info"])
+    assert result.returncode == 0, result.stderr
+    assert "OpenBLAS libopenblas" in result.stdout
+    assert "floatX" in result.stdout and "float32" in result.stdout
+    assert "SHA-256 verified" in result.stdout
