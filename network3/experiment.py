@@ -142,6 +142,10 @@ def experiment_parser(description, epochs):
                     help="continue unfinished runs in --out, skip finished ones")
     ap.add_argument("--quick", action="store_true",
                     help="5000 training images, 3 epochs: a first look in about a minute")
+    ap.add_argument("--train-limit", type=int, default=None,
+                    help="use only the first N training images")
+    ap.add_argument("--eval-limit", type=int, default=None,
+                    help="use only the first N validation and test images")
     ap.add_argument("--data", default=None,
                     help="data file or IDX directory (default: MNIST, fetched when missing)")
     ap.add_argument("--quiet", action="store_true", help="print only the final result")
@@ -156,8 +160,9 @@ def run_experiment(name, layers, argv=None, description=None, epochs=60, eta=0.1
     overrides = dict(epochs=epochs, eta=eta, lmbda=lmbda, seed=args.seed, data=args.data)
     if args.quick:
         overrides.update(QUICK)
-    if args.epochs is not None:
-        overrides["epochs"] = args.epochs
+    for key in ("epochs", "train_limit", "eval_limit"):
+        if getattr(args, key) is not None:
+            overrides[key] = getattr(args, key)
     config = make_config(name, layers, **overrides)
     outdir = args.out or os.path.join("runs", name + ("-quick" if args.quick else ""))
     start = time.time()
