@@ -165,6 +165,12 @@ def run_experiment(name, layers, argv=None, description=None, epochs=60, eta=0.1
             overrides[key] = getattr(args, key)
     config = make_config(name, layers, **overrides)
     outdir = args.out or os.path.join("runs", name + ("-quick" if args.quick else ""))
+    from .data import DataError, ensure_data
+    try:  # once, here, rather than in every run's process
+        ensure_data(config["data"])
+    except DataError as e:
+        print("error: %s" % e, file=sys.stderr)
+        return 1
     start = time.time()
     print("%s: %d run(s) x %d epochs -> %s" % (name, args.runs, config["epochs"], outdir),
           flush=True)

@@ -17,10 +17,13 @@ def atomic_path(path):
     fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".",
                                suffix=".tmp", dir=directory)
     os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
     try:
         yield tmp
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 is not what a plain open() gives
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
