@@ -348,7 +348,7 @@ class TrainingState:
             net.set_params(params)
         except ValueError as e:
             raise ValueError("%s: %s" % (self.checkpoint, e)) from None
-        shared_states = [state for state, _ in net.srng.state_updates]
+        shared_states = [update[0] for update in net.srng.state_updates]
         for shared, value in zip(shared_states, srng_states):
             shared.set_value(value)
         self.shuffle_rng_state = ("MT19937", rng_keys) + tuple(saved["shuffle_rng_rest"])
@@ -386,8 +386,8 @@ class TrainingState:
                  "shuffle_rng_rest": [int(v) if not isinstance(v, float) else v
                                       for v in shuffle_rng_state[2:]]}
         arrays = {"param_%d" % k: v for k, v in enumerate(net.get_params())}
-        arrays.update({"srng_%d" % k: s.get_value() for k, (s, _) in
-                       enumerate(net.srng.state_updates)})
+        arrays.update({"srng_%d" % k: update[0].get_value()
+                       for k, update in enumerate(net.srng.state_updates)})
         with atomic_path(self.checkpoint) as tmp:
             with open(tmp, "wb") as f:
                 np.savez(f, state=json.dumps(state), network=json.dumps(net.describe()),

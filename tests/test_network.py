@@ -131,7 +131,9 @@ def test_shuffle_changes_order_reproducibly(small_mnist):
 TRAIN_SCRIPT = """
 import sys
 from network3.experiment import conv_net_layers, make_config, train_and_evaluate
-config = make_config("resume-test", conv_net_layers(fc_units=30), epochs=5, seed=11,
+layers = conv_net_layers(fc_units=30)
+layers[1]["p_dropout"] = 0.2  # dropout noise must continue where it stopped, too
+config = make_config("resume-test", layers, epochs=5, seed=11,
                      train_limit=2000, eval_limit=1000, shuffle=True)
 train_and_evaluate(config, sys.argv[1], resume=len(sys.argv) > 2, quiet=True)
 """
