@@ -11,7 +11,6 @@ Nielsen's.  Every loaded set is validated, and each failure names the file and
 what was expected.
 """
 import gzip
-import io
 import os
 import pickle
 import shutil
@@ -186,8 +185,7 @@ def load_pickle(path):
     opener = gzip.open if path.endswith(".gz") else open
     try:
         with opener(path, "rb") as f:
-            raw = f.read()
-        sets = ArrayUnpickler(io.BytesIO(raw), encoding="latin1").load()
+            sets = ArrayUnpickler(f, encoding="latin1").load()
     except (OSError, EOFError, gzip.BadGzipFile) as e:
         raise DataError("%s: cannot read the file (%s: %s); is it truncated?"
                         % (path, type(e).__name__, e)) from None
