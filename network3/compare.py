@@ -25,7 +25,8 @@ Welch confidence interval and the Welch t-test's p-value.  Welch's test does
 not assume that both networks vary as much from seed to seed, which there is
 no reason to believe.
 
-Unfinished runs (no summary line) are kept and marked: their epochs are real
+Unfinished runs (no summary line, or stopped on a NaN cost) are kept and
+marked with their status: their epochs are real
 results.  Runs without a single epoch record are listed and left out of the
 statistics.  Nothing here imports Theano, so comparing is quick and needs no
 compiler.
@@ -350,7 +351,7 @@ def summary_rows(groups):
         if s is None:
             rows.append([g.label, "0", "0", "0"] + ["n/a"] * 6)
             continue
-        best_run = s.best_run.path + ("" if s.best_run.finished else " (unfinished)")
+        best_run = s.best_run.path + ("" if s.best_run.finished else " (%s)" % s.best_run.status)
         rows.append([g.label, str(s.n_runs), str(s.n_finished), str(s.n_unfinished),
                      percent(s.best_record["validation_accuracy"]),
                      percent(s.best_record.get("test_accuracy")),
@@ -368,7 +369,7 @@ def run_rows(groups):
                 rows.append([g.label, run.path, "no epochs: excluded", "0", "", "", ""])
                 continue
             best = run.best_epoch()
-            rows.append([g.label, run.path, "finished" if run.finished else "unfinished",
+            rows.append([g.label, run.path, run.status,
                          str(len(run.epochs)), str(best["epoch"]),
                          percent(best["validation_accuracy"]),
                          percent(best.get("test_accuracy"))])
@@ -436,7 +437,7 @@ def plot_curves(groups, path, skip_epochs=3):
             curves.append((epochs, values))
             all_values += values
             late_values += [v for e, v in zip(epochs, values) if e >= skip_epochs]
-            label = None if run.finished else "%s: %s (unfinished)" % (group.label, run_name(run))
+            label = None if run.finished else "%s: %s (%s)" % (group.label, run_name(run), run.status)
             ax.plot(epochs, values, color=colour, linewidth=0.8, alpha=0.45,
                     linestyle="-" if run.finished else "--", label=label)
         if curves:

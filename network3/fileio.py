@@ -3,6 +3,9 @@ import contextlib
 import hashlib
 import os
 import tempfile
+import time
+
+STALE_SECONDS = 3600
 
 
 @contextlib.contextmanager
@@ -10,12 +13,16 @@ def atomic_path(path):
     """Yield a temporary path beside `path`; rename it to `path` only if the block succeeds.
 
     A crash, a kill or an exception inside the block leaves `path` as it was
-    (absent, or its previous complete version) and removes the temporary file.
+    (absent, or its previous complete version).  An exception removes the
+    temporary file; one left by a killed process is removed by the next write
+    to the same path once it is an hour old (a younger one may be another
+    process's write in progress).
     """
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".",
-                               suffix=".tmp", dir=directory)
+    prefix = "." + os.path.basename(path) + "."
+    _remove_stale(directory, prefix)
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=directory)
     os.close(fd)
     umask = os.umask(0)
     os.umask(umask)
@@ -28,6 +35,15 @@ def atomic_path(path):
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def _remove_stale(directory, prefix):
+    for name in os.listdir(directory):
+        stale = os.path.join(directory, name)
+        with contextlib.suppress(FileNotFoundError):  # another process may remove it first
+            if name.startswith(prefix) and name.endswith(".tmp") and \
+                    time.time() - os.path.getmtime(stale) > STALE_SECONDS:
+                os.remove(stale)
 
 
 def sha256_of(path, chunk=1 << 20):

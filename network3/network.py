@@ -18,6 +18,7 @@ import platform
 import socket
 import sys
 import time
+import zipfile
 
 import numpy as np
 import theano
@@ -65,9 +66,8 @@ class Network:
             for layer in self.layers:
                 layer.init_params(rng)
         self.params = [param for layer in self.layers for param in layer.params]
-        # Dropout noise: its own stream, derived from the seed as the book derived its own.
-        self.srng = MRG_RandomStream(
-            np.random.RandomState(seed if seed is not None else 0).randint(1, 2 ** 30))
+        # Dropout noise: its own stream, independent of the initialisation's.
+        self.srng = MRG_RandomStream(int(_stream_seed(seed, "dropout") % (2 ** 30 - 1)) + 1)
         self.x = T.matrix("x")
         self.y = T.ivector("y")
         inpt, inpt_dropout = self.x, self.x
@@ -88,6 +88,15 @@ class Network:
                 raise ValueError("%s: image_shape %r has batch size %d but mini_batch_size is %d"
                                  % (_layer_label(j, layer), layer.image_shape,
                                     layer.image_shape[0], self.mini_batch_size))
+            previous = self.layers[j - 1] if j > 0 else None
+            if isinstance(layer, layers_mod.ConvPoolLayer) and \
+                    isinstance(previous, layers_mod.ConvPoolLayer) and \
+                    layer.image_shape[1:] != previous.output_shape((None,))[1:]:
+                raise ValueError("%s: image_shape %r expects %s feature maps but %s gives %s"
+                                 % (_layer_label(j, layer), layer.image_shape,
+                                    "x".join(map(str, layer.image_shape[1:])),
+                                    _layer_label(j - 1, previous),
+                                    "x".join(map(str, previous.output_shape((None,))[1:]))))
             if j > 0 and layer.n_in != self.layers[j - 1].n_out:
                 raise ValueError("%s expects n_in=%d inputs but %s gives %d outputs"
                                  % (_layer_label(j, layer), layer.n_in,
@@ -152,14 +161,15 @@ class Network:
 
     def SGD(self, training_data, epochs, mini_batch_size, eta, validation_data,
             test_data=None, lmbda=0.0, *, shuffle=False, run_dir=None, resume=False,
-            quiet=False, eval_batch_size=1000, config=None):
+            overwrite=False, quiet=False, eval_batch_size=1000, config=None):
         """Train by mini-batch stochastic gradient descent; return the epoch records.
 
         The first seven arguments are the book's.  `run_dir` receives the run
         log (``log.jsonl``) and a checkpoint after every epoch; with
         ``resume=True`` a run whose checkpoint exists continues from it and ends
-        exactly as an uninterrupted run would.  `config` adds entries (a name,
-        the data file) to the config recorded in the log.
+        exactly as an uninterrupted run would; a run_dir that already holds a
+        log is refused unless ``overwrite=True``.  `config` adds entries (a
+        name, the data file) to the config recorded in the log.
         """
         epochs, mini_batch_size = int(epochs), int(mini_batch_size)
         n_train = size(training_data)
@@ -174,11 +184,11 @@ class Network:
         if resume:
             state.resume(self)
         else:
-            state.start()
+            state.start(overwrite)
         if state.finished:
             _say(quiet, "Run in %s already finished %d epochs." % (run_dir, epochs))
             return state.records
-        shuffle_rng = np.random.RandomState(self.seed if self.seed is not None else 0)
+        shuffle_rng = np.random.RandomState(_stream_seed(self.seed, "shuffle"))
         if state.shuffle_rng_state is not None:
             shuffle_rng.set_state(state.shuffle_rng_state)
         order = theano.shared(np.arange(n_train, dtype="int64"), name="order") if shuffle else None
@@ -241,19 +251,27 @@ class Network:
     @classmethod
     def load(cls, path):
         """A Network rebuilt from a file written by ``save`` (or a checkpoint)."""
-        with np.load(path, allow_pickle=False) as f:
-            if "network" not in f:
-                raise ValueError("%s: not a network3 network file (no 'network' entry)" % path)
-            described = json.loads(str(f["network"]))
-            params = [f["param_%d" % k] for k in range(sum(1 for n in f.files
-                                                            if n.startswith("param_")))]
-        net = cls([layers_mod.layer_from_config(c) for c in described["layers"]],
-                  described["mini_batch_size"])
         try:
+            with np.load(path, allow_pickle=False) as f:
+                described = json.loads(str(f["network"]))
+                params = [f["param_%d" % k] for k in range(sum(1 for n in f.files
+                                                                if n.startswith("param_")))]
+            net = cls([layers_mod.layer_from_config(c) for c in described["layers"]],
+                      described["mini_batch_size"])
             net.set_params(params)
-        except ValueError as e:
-            raise ValueError("%s: %s" % (path, e)) from None
+        except (OSError, KeyError, ValueError, TypeError, zipfile.BadZipFile) as e:
+            raise ValueError("%s: not a readable network3 network file (%s: %s)"
+                             % (path, type(e).__name__, e)) from None
         return net
+
+
+STREAMS = {"dropout": 1, "shuffle": 2}
+
+
+def _stream_seed(seed, stream):
+    """A 32-bit seed for one random stream, independent of the others drawn from `seed`."""
+    sequence = np.random.SeedSequence([seed if seed is not None else 0, STREAMS[stream]])
+    return int(sequence.generate_state(1)[0])
 
 
 def _check_sgd_args(epochs, mini_batch_size, net_mini_batch_size, eta, lmbda, n_train):
@@ -323,8 +341,12 @@ class TrainingState:
     def epochs_done(self):
         return len(self.records)
 
-    def start(self):
+    def start(self, overwrite=False):
         if self.log:
+            if os.path.exists(self.log.path) and not overwrite:
+                raise ValueError("%s already holds a run log: resume it (resume=True, "
+                                 "--resume) or start again (overwrite=True, --overwrite)"
+                                 % self.run_dir)
             if os.path.exists(self.checkpoint):
                 os.remove(self.checkpoint)
             self.log.start(run_header(self.config))
@@ -333,13 +355,20 @@ class TrainingState:
         """Continue from the checkpoint in run_dir, if any; else start afresh."""
         if not self.checkpoint:
             raise ValueError("resume=True needs a run_dir")
-        if not os.path.exists(self.checkpoint):
-            return self.start()
-        with np.load(self.checkpoint, allow_pickle=False) as f:
-            saved = json.loads(str(f["state"]))
-            params = [f["param_%d" % k] for k in range(len(net.params))]
-            srng_states = [f["srng_%d" % k] for k in range(saved["n_srng"])]
-            rng_keys = f["shuffle_rng_keys"]
+        if not os.path.exists(self.checkpoint):  # killed before its first epoch ended
+            return self.start(overwrite=True)
+        try:
+            with np.load(self.checkpoint, allow_pickle=False) as f:
+                saved = json.loads(str(f["state"]))
+                params = [f["param_%d" % k] for k in range(len(net.params))]
+                srng_states = [f["srng_%d" % k] for k in range(saved["n_srng"])]
+                rng_keys = f["shuffle_rng_keys"]
+        except (OSError, KeyError, ValueError, zipfile.BadZipFile) as e:
+            raise ValueError("%s: not a readable network3 checkpoint (%s: %s)"
+                             % (self.checkpoint, type(e).__name__, e)) from None
+        if not os.path.exists(self.log.path):
+            raise ValueError("%s: the checkpoint has no run log beside it; cannot resume"
+                             % self.run_dir)
         if _comparable(saved["config"]) != _comparable(self.config):
             raise ValueError("%s: checkpoint was written for a different config; differing "
                              "keys: %s" % (self.checkpoint, ", ".join(

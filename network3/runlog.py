@@ -16,6 +16,8 @@ import json
 import os
 import warnings
 
+from .fileio import atomic_path
+
 LOG_NAME = "log.jsonl"
 FORMAT_VERSION = 1
 
@@ -60,8 +62,13 @@ class Run:
         return self.header.get("config", {})
 
     @property
+    def status(self):
+        """'finished', 'diverged' (stopped on a NaN cost) or 'unfinished' (still running, or killed)."""
+        return self.summary.get("status", "finished") if self.summary else "unfinished"
+
+    @property
     def finished(self):
-        return self.summary is not None
+        return self.status == "finished"
 
     def best_epoch(self):
         """The epoch record with the best validation accuracy; ties go to the later epoch."""
@@ -110,7 +117,6 @@ def truncate_log(path, epochs_done):
 
     Used by resume: epochs logged after the last checkpoint are run again.
     """
-    from .fileio import atomic_path
     run = read_log(path)
     kept = [r for r in run.epochs if r["epoch"] < epochs_done]
     with atomic_path(path) as tmp:

@@ -157,7 +157,7 @@ def test_fetch_reports_every_failed_source(tmp_path, http_server):
 
 
 # ------------------------------------------------------------------ safe loading
-def test_truncated_gzip_is_a_clear_error(tmp_path):
+def test_truncated_gzip_is_a_clear_error(tmp_path, mnist):
     path = tmp_path / "cut.pkl.gz"
     with open(data.default_data_path(), "rb") as f:
         path.write_bytes(f.read(1000000))

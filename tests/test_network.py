@@ -155,12 +155,18 @@ def test_killed_run_resumes_to_the_uninterrupted_result(tmp_path):
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert not read_log(log).finished
-    assert len(read_log(log).epochs) < 5
+    before = read_log(log)
+    assert not before.finished and 2 <= len(before.epochs) < 5
+    assert os.path.exists(os.path.join(killed, "checkpoint.npz"))
     subprocess.run([sys.executable, str(script), killed, "--resume"], cwd=ROOT, env=env,
                    check=True, timeout=600)
     a, b = read_log(os.path.join(whole, "log.jsonl")), read_log(log)
     assert b.finished and without_timing(a.epochs) == without_timing(b.epochs)
+    # continued, not started again: the first process's header and epochs are still there
+    assert b.header["start_time"] == before.header["start_time"]
+    with np.load(os.path.join(killed, "checkpoint.npz")) as f:
+        assert json.loads(str(f["state"]))["epochs_done"] == 5
+    assert b.epochs[:2] == before.epochs[:2]  # train_seconds included: not retrained
     assert {k: v for k, v in a.summary.items() if k != "wall_seconds"} == \
         {k: v for k, v in b.summary.items() if k != "wall_seconds"}
     with np.load(os.path.join(whole, "network.npz")) as p, \
@@ -219,6 +225,29 @@ def test_real_nan_cost_is_caught(small_mnist):
         net.SGD(shared((images, labels)), 1, MBS, 0.1, *shared_sets(small_mnist[1:2]), quiet=True)
 
 
+def test_existing_run_is_not_overwritten_by_accident(small_mnist, tmp_path):
+    net = conv_fc_net(seed=1)
+    args = (*shared_sets(small_mnist[:1]), 1, MBS, 0.1, *shared_sets(small_mnist[1:]))
+    net.SGD(*args, run_dir=str(tmp_path), quiet=True)
+    log = (tmp_path / "log.jsonl").read_text()
+    with pytest.raises(ValueError, match="already holds a run log: resume it"):
+        conv_fc_net(seed=1).SGD(*args, run_dir=str(tmp_path), quiet=True)
+    assert (tmp_path / "log.jsonl").read_text() == log
+    conv_fc_net(seed=2).SGD(*args, run_dir=str(tmp_path), overwrite=True, quiet=True)
+    assert read_log(str(tmp_path / "log.jsonl")).config["seed"] == 2
+
+
+def test_corrupt_checkpoint_and_network_files_are_named(small_mnist, tmp_path):
+    (tmp_path / "log.jsonl").write_text("")
+    (tmp_path / "checkpoint.npz").write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(ValueError, match="checkpoint.npz: not a readable network3 checkpoint"):
+        conv_fc_net().SGD(*shared_sets(small_mnist[:1]), 1, MBS, 0.1,
+                          *shared_sets(small_mnist[1:]), run_dir=str(tmp_path), resume=True)
+    np.savez(tmp_path / "other.npz", a=np.zeros(3))
+    with pytest.raises(ValueError, match="other.npz: not a readable network3 network file"):
+        Network.load(str(tmp_path / "other.npz"))
+
+
 # ------------------------------------------------------------------ errors before compiling
 @pytest.mark.parametrize("layers, mbs, message", [
     (lambda: [ConvPoolLayer((20, 1, 5, 5), (10, 1, 28, 28)), FullyConnectedLayer(2000, 100),
@@ -228,6 +257,10 @@ def test_real_nan_cost_is_caught(small_mnist):
     (lambda: [ConvPoolLayer((20, 1, 5, 5), (10, 1, 28, 28)), SoftmaxLayer(2880, 10)], 20,
      r"layer 0 \(ConvPoolLayer\): image_shape \(10, 1, 28, 28\) has batch size 10 but "
      r"mini_batch_size is 20"),
+    (lambda: [ConvPoolLayer((20, 1, 5, 5), (10, 1, 28, 28)),
+              ConvPoolLayer((5, 5, 5, 5), (10, 5, 24, 24)), SoftmaxLayer(500, 10)], 10,
+     r"layer 1 \(ConvPoolLayer\): image_shape \(10, 5, 24, 24\) expects 5x24x24 feature maps "
+     r"but layer 0 \(ConvPoolLayer\) gives 20x12x12"),
     (lambda: [FullyConnectedLayer(784, 10)], 10, r"layer 0 \(FullyConnectedLayer\) cannot be "
                                                  r"the last layer"),
     (lambda: [], 10, "at least one layer"),

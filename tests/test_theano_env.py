@@ -67,7 +67,7 @@ def test_known_noise_filtered_real_warnings_kept():
     assert "did not find a dynamic library" not in result.stderr
 
 
-def test_info_command_shows_openblas_and_data():
+def test_info_command_shows_openblas_and_data(mnist):
     result = run_python(["-m", "network3", "info"])
     assert result.returncode == 0, result.stderr
     assert "OpenBLAS libopenblas" in result.stdout
