@@ -295,3 +295,34 @@ def test_fashion_mnist_from_debian():
     training, validation, test = data.load_data(FASHION, fetch_missing=False)
     assert [len(s[0]) for s in (training, validation, test)] == [50000, 10000, 10000]
     assert np.bincount(test[1]).tolist() == [1000] * 10
+
+
+# ------------------------------------------------------------------ expanded MNIST
+def test_expand_shifts_each_image_by_one_pixel():
+    rng = np.random.RandomState(0)
+    x = rng.rand(3, 784).astype(np.float32)
+    y = np.array([4, 7, 1])
+    ex, ey = data.expand((x, y), seed=5)
+    assert ex.shape == (15, 784) and sorted(ey.tolist()) == [1] * 5 + [4] * 5 + [7] * 5
+    image = x[1].reshape(28, 28)
+    expected = {
+        "same": image,
+        "up": np.vstack([image[1:], np.zeros((1, 28))]),
+        "down": np.vstack([np.zeros((1, 28)), image[:-1]]),
+        "left": np.hstack([image[:, 1:], np.zeros((28, 1))]),
+        "right": np.hstack([np.zeros((28, 1)), image[:, :-1]]),
+    }
+    got = [e.reshape(28, 28) for e, label in zip(ex, ey) if label == 7]
+    for name, want in expected.items():
+        assert sum(np.array_equal(g, want) for g in got) == 1, name
+    again = data.expand((x, y), seed=5)
+    np.testing.assert_array_equal(again[0], ex)
+
+
+def test_write_expanded_round_trips_through_the_safe_loader(tmp_path):
+    source = write_pickle(tmp_path / "mine.pkl.gz", tiny_sets(n=10))
+    path = data.write_expanded(str(tmp_path / "mnist_expanded.pkl.gz"), source=source,
+                               quiet=True)
+    training, validation, test = data.load_data(path, fetch_missing=False)
+    assert training[0].shape == (50, 784) and validation[0].shape == (10, 784)
+    assert [f for f in os.listdir(tmp_path) if f.endswith(".tmp")] == []

@@ -4,6 +4,8 @@ from network3 import ConvPoolLayer, FullyConnectedLayer, SoftmaxLayer
 from network3 import ReLU
 training_data, validation_data, test_data = network3.load_data_shared()
 mini_batch_size = 10
+expanded_training_data, _, _ = network3.load_data_shared(
+        "../data/mnist_expanded.pkl.gz")
 net = Network([
         ConvPoolLayer(image_shape=(mini_batch_size, 1, 28, 28),
                       filter_shape=(20, 1, 5, 5),
@@ -19,5 +21,5 @@ net = Network([
             n_in=1000, n_out=1000, activation_fn=ReLU, p_dropout=0.5),
         SoftmaxLayer(n_in=1000, n_out=10, p_dropout=0.5)],
         mini_batch_size)
-net.SGD(training_data, 40, mini_batch_size, 0.03,
+net.SGD(expanded_training_data, 40, mini_batch_size, 0.03,
             validation_data, test_data)
