@@ -3,10 +3,11 @@ import sys
 
 from setuptools import find_packages, setup
 
-if sys.version_info[:2] != (3, 11):
-    sys.exit("network3 needs Python 3.11 (this is %d.%d): Theano-PyMC 1.1.2 imports distutils, "
-             "which Python 3.12 removed, and numpy 1.23.5, which its C code needs, has no wheels "
-             "past 3.11." % sys.version_info[:2])
+if sys.version_info[:2] not in ((3, 10), (3, 11)):
+    sys.exit("network3 needs Python 3.10 or 3.11 (this is %d.%d): Theano-PyMC 1.1.2 imports "
+             "distutils, which Python 3.12 removed, and numpy 1.23.5, which its C code needs, has "
+             "no wheels past 3.11; 3.10 and 3.11 are the versions network3 is tested on."
+             % sys.version_info[:2])
 
 setup(
     name="network3",
@@ -15,7 +16,7 @@ setup(
     long_description=open("README.md").read(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["network3", "network3.*"]),
-    python_requires=">=3.11,<3.12",
+    python_requires=">=3.10,<3.12",
     install_requires=[
         # numpy 2 breaks Theano's generated C; 1.24+ removed np.bool, used at import.
         "theano-pymc==1.1.2",

@@ -6,11 +6,12 @@ The names below are the book's, so its code runs with only its imports changed.
 """
 import sys
 
-if sys.version_info[:2] != (3, 11):
+if sys.version_info[:2] not in ((3, 10), (3, 11)):
     raise ImportError(
-        "network3 needs Python 3.11 (this is %d.%d): Theano-PyMC 1.1.2 imports distutils, "
-        "which Python 3.12 removed, and its C code needs numpy 1.23.5, whose wheels stop at "
-        "Python 3.11; 3.11 is the version network3 is tested on." % sys.version_info[:2])
+        "network3 needs Python 3.10 or 3.11 (this is %d.%d): Theano-PyMC 1.1.2 imports "
+        "distutils, which Python 3.12 removed, and its C code needs numpy 1.23.5, whose wheels "
+        "stop at Python 3.11; 3.10 and 3.11 are the versions network3 is tested on."
+        % sys.version_info[:2])
 
 from . import theano_env
 
