@@ -1,8 +1,10 @@
-"""The ``network3`` command: info, data, train, compare."""
+"""The ``network3`` command: info, data, train, compare, gpu."""
 import argparse
 import json
 import os
 import sys
+
+from . import gpu
 
 
 def cmd_info(args):
@@ -31,7 +33,8 @@ def cmd_info(args):
         ("scipy", scipy.__version__),
         ("blas", _blas_description(blas)),
         ("blas__ldflags", blas or "(empty)"),
-        ("device", theano.config.device),
+        ("device", gpu.device_name()),
+        ("gpu stack", gpu.describe_stack()),
         ("floatX", theano.config.floatX),
         ("compiledir", theano.config.compiledir),
         ("THEANO_FLAGS", os.environ.get("THEANO_FLAGS", "")),
@@ -102,7 +105,7 @@ def layers_from_flags(args):
 
 def cmd_train(args):
     from .data import DataError
-    from .experiment import make_config, train_and_evaluate
+    from .experiment import make_config, train_on_device
     from .network import TrainingDiverged
     if args.config:
         with open(args.config) as f:
@@ -118,11 +121,26 @@ def cmd_train(args):
         config["shuffle"] = True
     out = args.out or os.path.join("runs", config.get("name", "run"))
     try:
-        train_and_evaluate(config, out, resume=args.resume, quiet=args.quiet)
-    except (ValueError, DataError, TrainingDiverged) as e:
+        train_on_device(config, out, device=args.device, resume=args.resume, quiet=args.quiet)
+    except (ValueError, DataError, TrainingDiverged, gpu.GpuError) as e:
         print("error: %s" % e, file=sys.stderr)
         return 1
     print("run directory: %s" % out)
+    return 0
+
+
+def cmd_gpu(args):
+    """`check`: the GPU stack's missing pieces (exit 1) or the GPUs; `env`: shell exports."""
+    if args.action == "env":
+        print(gpu.shell_exports(), end="")
+        return 0
+    problems = gpu.check_gpu_stack()
+    if problems:
+        print("GPU stack in %s: not usable" % gpu.gpu_home())
+        print("".join("  - %s\n" % p for p in problems), end="")
+        return 1
+    print("GPU stack in %s: complete" % gpu.gpu_home())
+    print("".join("  %s\n" % line for line in gpu.cuda_devices()[0]), end="")
     return 0
 
 
@@ -164,7 +182,16 @@ def build_parser():
     p.add_argument("--out", help="run directory (default runs/NAME)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--quiet", action="store_true")
+    p.add_argument("--device", type=gpu.parse_device,
+                   help="cpu, cuda or cudaN (default: Theano's, from THEANO_FLAGS, else cpu); "
+                        "the GPU needs scripts/gpu_setup.sh, see docs/gpu.md")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("gpu", help="check Theano's GPU stack (see docs/gpu.md)")
+    p.add_argument("action", nargs="?", choices=["check", "env"], default="check",
+                   help="check: list missing pieces, exit 1 if any (default); env: shell "
+                        "exports of the stack's paths")
+    p.set_defaults(func=cmd_gpu)
 
     from . import compare
     p = sub.add_parser("compare", help="table, plot and Welch t-test over run logs",

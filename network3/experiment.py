@@ -10,6 +10,9 @@ header)::
 ``run_many`` trains N runs of one config with seeds seed, seed+1, ... in
 parallel processes, one per run, each under ``outdir/run-K``; with
 ``resume=True`` it skips finished runs and continues unfinished ones.
+``device`` ("cpu", "cuda", ...) picks Theano's device; as Theano fixes its
+device when imported, a run on another device than this process's goes to a
+fresh process (see network3.gpu).
 """
 import argparse
 import concurrent.futures
@@ -20,6 +23,7 @@ import os
 import sys
 import time
 
+from . import gpu
 from .fileio import atomic_path
 
 CONFIG_NAME = "config.json"
@@ -61,6 +65,7 @@ def _write_json(path, obj):
 def train_and_evaluate(config, outdir, resume=False, quiet=False):
     """Train one network as `config` says; log, checkpoint and save it under `outdir`."""
     import network3
+    gpu.require_device()  # never a silent CPU run when the GPU was asked for
     from .data import describe_file, load_data, shared, subset, default_data_path
     from .layers import layer_from_config
 
@@ -85,6 +90,21 @@ def train_and_evaluate(config, outdir, resume=False, quiet=False):
     return records
 
 
+def _spawn_pool(jobs):
+    """Processes that start afresh (no fork), so each imports Theano with os.environ's flags."""
+    return concurrent.futures.ProcessPoolExecutor(
+        jobs, mp_context=multiprocessing.get_context("spawn"))
+
+
+def train_on_device(config, outdir, device=None, resume=False, quiet=False):
+    """train_and_evaluate on `device` (default: Theano's), in a fresh process if need be."""
+    device = gpu.use_device(device)
+    if not gpu.needs_fresh_process(device):
+        return train_and_evaluate(config, outdir, resume=resume, quiet=quiet)
+    with _spawn_pool(1) as pool:
+        return pool.submit(train_and_evaluate, config, outdir, resume, quiet).result()
+
+
 def _run_one(args):
     config, outdir, resume, quiet = args
     try:
@@ -94,14 +114,17 @@ def _run_one(args):
     return outdir, None
 
 
-def run_many(config, outdir, runs=3, jobs=None, resume=False, quiet=False):
-    """Train `runs` runs of `config` (seeds seed, seed+1, ...), `jobs` at a time.
+def run_many(config, outdir, runs=3, jobs=None, resume=False, quiet=False, device=None):
+    """Train `runs` runs of `config` (seeds seed, seed+1, ...), `jobs` at a time, on
+    `device` (default: Theano's).
 
     Each run is a separate process; BLAS threads are divided among the jobs
     (unless OPENBLAS_NUM_THREADS is set) so that parallel runs don't fight
     over the cores.  Returns the run directories; raises RuntimeError naming
-    each run that failed after all have ended.
+    each run that failed after all have ended, GpuError before any starts when
+    the GPU was asked for and is not usable.
     """
+    device = gpu.use_device(device)
     jobs = max(1, min(jobs or os.cpu_count() or 1, runs))
     tasks = []
     for k in range(runs):
@@ -110,18 +133,18 @@ def run_many(config, outdir, runs=3, jobs=None, resume=False, quiet=False):
                       quiet or jobs > 1))
     os.environ.setdefault("OPENBLAS_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))
     failures = []
-    if jobs == 1:
+    pool = None
+    if jobs == 1 and not gpu.needs_fresh_process(device):
         results = map(_run_one, tasks)
     else:
-        pool = concurrent.futures.ProcessPoolExecutor(
-            jobs, mp_context=multiprocessing.get_context("spawn"))
+        pool = _spawn_pool(jobs)
         results = pool.map(_run_one, tasks)
     for run_dir, error in results:
         if error:
             failures.append("%s: %s" % (run_dir, error))
         elif not quiet:
             print("finished %s" % run_dir, flush=True)
-    if jobs > 1:
+    if pool:
         pool.shutdown()
     if failures:
         raise RuntimeError("%d of %d runs failed:\n  %s" % (len(failures), runs,
@@ -149,6 +172,9 @@ def experiment_parser(description, epochs):
     ap.add_argument("--data", default=None,
                     help="data file or IDX directory (default: MNIST, fetched when missing)")
     ap.add_argument("--quiet", action="store_true", help="print only the final result")
+    ap.add_argument("--device", type=gpu.parse_device, default=None,
+                    help="cpu, cuda or cudaN (default: Theano's, from THEANO_FLAGS, else cpu); "
+                         "the GPU needs scripts/gpu_setup.sh, see docs/gpu.md")
     return ap
 
 
@@ -176,8 +202,8 @@ def run_experiment(name, layers, argv=None, description=None, epochs=60, eta=0.1
           flush=True)
     try:
         run_many(config, outdir, runs=args.runs, jobs=args.jobs, resume=args.resume,
-                 quiet=args.quiet)
-    except RuntimeError as e:
+                 quiet=args.quiet, device=args.device)
+    except RuntimeError as e:  # GpuError included
         print("error: %s" % e, file=sys.stderr)
         return 1
     from .compare import compare

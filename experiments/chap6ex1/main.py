@@ -11,7 +11,7 @@ import argparse
 import os
 import sys
 
-from network3 import compare
+from network3 import compare, gpu
 from network3.experiment import conv_net_layers, run_experiment
 
 NETWORKS = (("exec_with", 100), ("exec_without", 0))
@@ -25,10 +25,13 @@ def main(argv=None):
     ap.add_argument("--jobs", type=int, default=None, help="runs at once (default: cores)")
     ap.add_argument("--out", default=None, help="default runs/chap6ex1[-quick]")
     ap.add_argument("--resume", action="store_true", help="continue an interrupted experiment")
+    ap.add_argument("--device", type=gpu.parse_device, default=None,
+                    help="cpu, cuda or cudaN (default: Theano's); see docs/gpu.md")
     args = ap.parse_args(argv)
     out = args.out or os.path.join("runs", "chap6ex1" + ("" if args.full else "-quick"))
     common = ["--runs", str(args.runs), "--quiet"] + ([] if args.full else ["--quick"])
     common += (["--jobs", str(args.jobs)] if args.jobs else []) + (["--resume"] if args.resume else [])
+    common += ["--device", args.device] if args.device else []
     for name, fc_units in NETWORKS:
         status = run_experiment(name, conv_net_layers(fc_units=fc_units),
                                 common + ["--out", os.path.join(out, name)])
