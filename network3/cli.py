@@ -85,16 +85,17 @@ def _parse_shape(text, what):
 
 def layers_from_flags(args):
     """Layer configs from --conv/--pool/--fc flags: conv-pool layers, FC layers, softmax."""
-    mbs, channels, size = args.mini_batch, 1, 28
+    mbs, channels, height, width = args.mini_batch, 1, 28, 28
     layers = []
     for conv in args.conv or []:
         n_filters, fh, fw = _parse_shape(conv, "--conv")
         pool = _parse_shape(args.pool, "--pool")
         layers.append({"type": "ConvPoolLayer", "filter_shape": [n_filters, channels, fh, fw],
-                       "image_shape": [mbs, channels, size, size], "poolsize": pool,
+                       "image_shape": [mbs, channels, height, width], "poolsize": pool,
                        "activation": args.activation})
-        channels, size = n_filters, (size - fh + 1) // pool[0]
-    n_in = channels * size * size
+        channels = n_filters
+        height, width = (height - fh + 1) // pool[0], (width - fw + 1) // pool[1]
+    n_in = channels * height * width
     for units in args.fc or []:
         layers.append({"type": "FullyConnectedLayer", "n_in": n_in, "n_out": units,
                        "activation": args.activation, "p_dropout": args.dropout})
@@ -105,24 +106,25 @@ def layers_from_flags(args):
 
 def cmd_train(args):
     from .data import DataError
-    from .experiment import make_config, train_on_device
+    from .experiment import CONFIG_NAME, make_config, train_on_device
     from .network import TrainingDiverged
-    if args.config:
-        with open(args.config) as f:
-            config = json.load(f)
-    else:
-        config = make_config(args.name, layers_from_flags(args))
-    for key in ("epochs", "eta", "lmbda", "seed", "data", "train_limit", "eval_limit"):
-        if getattr(args, key) is not None:
-            config[key] = getattr(args, key)
-    if args.mini_batch is not None and not args.config:
-        config["mini_batch_size"] = args.mini_batch
-    if args.shuffle:
-        config["shuffle"] = True
-    out = args.out or os.path.join("runs", config.get("name", "run"))
+    out = args.out or os.path.join("runs", args.name)
+    saved = os.path.join(out, CONFIG_NAME)
     try:
-        train_on_device(config, out, device=args.device, resume=args.resume, quiet=args.quiet)
-    except (ValueError, DataError, TrainingDiverged, gpu.GpuError) as e:
+        if args.config or (args.resume and not (args.conv or args.fc) and os.path.exists(saved)):
+            with open(args.config or saved) as f:  # a config file, or the run's own
+                config = json.load(f)
+        else:
+            config = make_config(args.name, layers_from_flags(args),
+                                 mini_batch_size=args.mini_batch)
+        for key in ("epochs", "eta", "lmbda", "seed", "data", "train_limit", "eval_limit"):
+            if getattr(args, key) is not None:
+                config[key] = getattr(args, key)
+        if args.shuffle:
+            config["shuffle"] = True
+        train_on_device(config, out, device=args.device, resume=args.resume,
+                        overwrite=args.overwrite, quiet=args.quiet)
+    except (OSError, ValueError, DataError, TrainingDiverged, gpu.GpuError) as e:
         print("error: %s" % e, file=sys.stderr)
         return 1
     print("run directory: %s" % out)
@@ -170,7 +172,7 @@ def build_parser():
     p.add_argument("--fc", action="append", type=int, help="fully-connected units (repeatable)")
     p.add_argument("--activation", default="sigmoid", choices=["sigmoid", "tanh", "ReLU", "linear"])
     p.add_argument("--dropout", type=float, default=0.0, help="p_dropout of FC and softmax layers")
-    p.add_argument("--mini-batch", type=int, default=None, help="default 10")
+    p.add_argument("--mini-batch", type=int, default=10, help="default 10 (flags only)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--eta", type=float)
     p.add_argument("--lmbda", type=float)
@@ -180,7 +182,9 @@ def build_parser():
     p.add_argument("--train-limit", type=int, help="use only the first N training images")
     p.add_argument("--eval-limit", type=int, help="use only the first N validation/test images")
     p.add_argument("--out", help="run directory (default runs/NAME)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run in --out (its architecture comes from its config.json)")
+    p.add_argument("--overwrite", action="store_true", help="replace the run in --out")
     p.add_argument("--quiet", action="store_true")
     p.add_argument("--device", type=gpu.parse_device,
                    help="cpu, cuda or cudaN (default: Theano's, from THEANO_FLAGS, else cpu); "
@@ -203,8 +207,6 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    if args.command == "train" and args.mini_batch is None:
-        args.mini_batch = 10
     return args.func(args)
 
 

@@ -62,8 +62,12 @@ def _write_json(path, obj):
             f.write("\n")
 
 
-def train_and_evaluate(config, outdir, resume=False, quiet=False):
-    """Train one network as `config` says; log, checkpoint and save it under `outdir`."""
+def train_and_evaluate(config, outdir, resume=False, overwrite=False, quiet=False):
+    """Train one network as `config` says; log, checkpoint and save it under `outdir`.
+
+    An `outdir` that already holds a run is continued with `resume`, replaced
+    with `overwrite`, and otherwise refused (see ``Network.SGD``).
+    """
     import network3
     gpu.require_device()  # never a silent CPU run when the GPU was asked for
     from .data import describe_file, load_data, shared, subset, default_data_path
@@ -71,7 +75,8 @@ def train_and_evaluate(config, outdir, resume=False, quiet=False):
 
     config = dict(DEFAULTS, **config)
     os.makedirs(outdir, exist_ok=True)
-    _write_json(os.path.join(outdir, CONFIG_NAME), config)
+    if overwrite and os.path.exists(os.path.join(outdir, NETWORK_NAME)):
+        os.remove(os.path.join(outdir, NETWORK_NAME))
     data_path = config["data"] or default_data_path()
     training, validation, test = load_data(data_path, quiet=quiet)
     if config["train_limit"]:
@@ -82,10 +87,12 @@ def train_and_evaluate(config, outdir, resume=False, quiet=False):
     net = network3.Network(layers, config["mini_batch_size"], seed=config["seed"])
     logged = {"name": config["name"], "train_limit": config["train_limit"],
               "eval_limit": config["eval_limit"], "data": describe_file(data_path)}
+    if not (resume and os.path.exists(os.path.join(outdir, CONFIG_NAME))):
+        _write_json(os.path.join(outdir, CONFIG_NAME), config)
     records = net.SGD(shared(training), config["epochs"], config["mini_batch_size"],
                       config["eta"], shared(validation), shared(test), config["lmbda"],
-                      shuffle=config["shuffle"], run_dir=outdir, resume=resume, quiet=quiet,
-                      config=logged)
+                      shuffle=config["shuffle"], run_dir=outdir, resume=resume,
+                      overwrite=overwrite, quiet=quiet, config=logged)
     net.save(os.path.join(outdir, NETWORK_NAME))
     return records
 
@@ -96,25 +103,26 @@ def _spawn_pool(jobs):
         jobs, mp_context=multiprocessing.get_context("spawn"))
 
 
-def train_on_device(config, outdir, device=None, resume=False, quiet=False):
+def train_on_device(config, outdir, device=None, resume=False, overwrite=False, quiet=False):
     """train_and_evaluate on `device` (default: Theano's), in a fresh process if need be."""
     device = gpu.use_device(device)
     if not gpu.needs_fresh_process(device):
-        return train_and_evaluate(config, outdir, resume=resume, quiet=quiet)
+        return train_and_evaluate(config, outdir, resume, overwrite, quiet)
     with _spawn_pool(1) as pool:
-        return pool.submit(train_and_evaluate, config, outdir, resume, quiet).result()
+        return pool.submit(train_and_evaluate, config, outdir, resume, overwrite, quiet).result()
 
 
 def _run_one(args):
-    config, outdir, resume, quiet = args
+    config, outdir, resume, overwrite, quiet = args
     try:
-        train_and_evaluate(config, outdir, resume=resume, quiet=quiet)
+        train_and_evaluate(config, outdir, resume, overwrite, quiet)
     except Exception as e:  # reported by the parent, which goes on with the other runs
         return outdir, "%s: %s" % (type(e).__name__, e)
     return outdir, None
 
 
-def run_many(config, outdir, runs=3, jobs=None, resume=False, quiet=False, device=None):
+def run_many(config, outdir, runs=3, jobs=None, resume=False, overwrite=False, quiet=False,
+             device=None):
     """Train `runs` runs of `config` (seeds seed, seed+1, ...), `jobs` at a time, on
     `device` (default: Theano's).
 
@@ -129,7 +137,7 @@ def run_many(config, outdir, runs=3, jobs=None, resume=False, quiet=False, devic
     tasks = []
     for k in range(runs):
         run_config = dict(config, seed=config["seed"] + k)
-        tasks.append((run_config, os.path.join(outdir, "run-%d" % (k + 1)), resume,
+        tasks.append((run_config, os.path.join(outdir, "run-%d" % (k + 1)), resume, overwrite,
                       quiet or jobs > 1))
     os.environ.setdefault("OPENBLAS_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // jobs)))
     failures = []
@@ -163,6 +171,8 @@ def experiment_parser(description, epochs):
     ap.add_argument("--out", default=None, help="run directory (default runs/<name>[-quick])")
     ap.add_argument("--resume", action="store_true",
                     help="continue unfinished runs in --out, skip finished ones")
+    ap.add_argument("--overwrite", action="store_true",
+                    help="replace the runs in --out (--quick runs are replaced anyway)")
     ap.add_argument("--quick", action="store_true",
                     help="5000 training images, 3 epochs: a first look in about a minute")
     ap.add_argument("--train-limit", type=int, default=None,
@@ -201,12 +211,13 @@ def run_experiment(name, layers, argv=None, description=None, epochs=60, eta=0.1
     print("%s: %d run(s) x %d epochs -> %s" % (name, args.runs, config["epochs"], outdir),
           flush=True)
     try:
-        run_many(config, outdir, runs=args.runs, jobs=args.jobs, resume=args.resume,
-                 quiet=args.quiet, device=args.device)
+        run_dirs = run_many(config, outdir, runs=args.runs, jobs=args.jobs, resume=args.resume,
+                            overwrite=args.overwrite or (args.quick and not args.resume),
+                            quiet=args.quiet, device=args.device)
     except RuntimeError as e:  # GpuError included
         print("error: %s" % e, file=sys.stderr)
         return 1
     from .compare import compare
-    print(compare([outdir]).to_text())
+    print(compare(run_dirs).to_text())  # these runs only, not others left in outdir
     print("wall time %.1f s" % (time.time() - start))
     return 0

@@ -25,6 +25,7 @@ import theano
 import theano.tensor as T
 from theano.sandbox.rng_mrg import MRG_RandomStream
 
+from . import gpu
 from . import layers as layers_mod
 from .fileio import atomic_path
 from .runlog import LOG_NAME, LogWriter, read_log, truncate_log
@@ -308,7 +309,8 @@ def run_header(config):
         "config": config,
         "versions": {"python": platform.python_version(), "theano": theano.__version__,
                      "numpy": np.__version__, "network3": _network3_version()},
-        "theano": {"device": theano.config.device, "floatX": theano.config.floatX,
+        "theano": {"device": theano.config.device, "device_name": gpu.device_name(),
+                   "floatX": theano.config.floatX,
                    "blas__ldflags": theano.config.blas__ldflags,
                    "flags": os.environ.get("THEANO_FLAGS", "")},
         "host": {"name": socket.gethostname(), "machine": platform.machine(),

@@ -25,19 +25,24 @@ def main(argv=None):
     ap.add_argument("--jobs", type=int, default=None, help="runs at once (default: cores)")
     ap.add_argument("--out", default=None, help="default runs/chap6ex1[-quick]")
     ap.add_argument("--resume", action="store_true", help="continue an interrupted experiment")
+    ap.add_argument("--overwrite", action="store_true",
+                    help="replace an earlier --full experiment in --out (quick ones always are)")
     ap.add_argument("--device", type=gpu.parse_device, default=None,
                     help="cpu, cuda or cudaN (default: Theano's); see docs/gpu.md")
     args = ap.parse_args(argv)
     out = args.out or os.path.join("runs", "chap6ex1" + ("" if args.full else "-quick"))
     common = ["--runs", str(args.runs), "--quiet"] + ([] if args.full else ["--quick"])
-    common += (["--jobs", str(args.jobs)] if args.jobs else []) + (["--resume"] if args.resume else [])
+    common += ["--jobs", str(args.jobs)] if args.jobs else []
+    common += [flag for flag in ("--resume", "--overwrite") if getattr(args, flag[2:])]
     common += ["--device", args.device] if args.device else []
     for name, fc_units in NETWORKS:
         status = run_experiment(name, conv_net_layers(fc_units=fc_units),
                                 common + ["--out", os.path.join(out, name)])
         if status:
             return status
-    return compare.main([os.path.join(out, name) for name, _ in NETWORKS] + ["--out", out])
+    run_dirs = [os.path.join(out, name, "run-%d" % k)
+                for name, _ in NETWORKS for k in range(1, args.runs + 1)]
+    return compare.main(run_dirs + ["--out", out])
 
 
 if __name__ == "__main__":
