@@ -66,6 +66,10 @@ def cmd_data(args):
         if args.action == "fetch":
             data.fetch(path, quiet=args.quiet)
             print("%s: SHA-256 verified" % path)
+        elif args.action == "expand":
+            target = args.path or os.path.join(os.path.dirname(data.default_data_path()),
+                                               data.EXPANDED_NAME)
+            data.write_expanded(target, quiet=args.quiet)
         else:  # check: verify and validate
             sets = data.load_data(path, fetch_missing=False)
             sizes = ", ".join("%s %d" % (n, len(s[0])) for n, s in zip(data.SET_NAMES, sets))
@@ -154,9 +158,11 @@ def build_parser():
     p.add_argument("--data", default=None, help="data file to check (default: MNIST)")
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("data", help="fetch or check the MNIST data")
-    p.add_argument("action", choices=["fetch", "check"])
-    p.add_argument("path", nargs="?", default=None, help="default: data/mnist.pkl.gz")
+    p = sub.add_parser("data", help="fetch, check or expand the MNIST data")
+    p.add_argument("action", choices=["fetch", "check", "expand"],
+                   help="expand: write Nielsen's 250,000-image expanded training set")
+    p.add_argument("path", nargs="?", default=None,
+                   help="default: data/mnist.pkl.gz (expand: data/mnist_expanded.pkl.gz)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=cmd_data)
 
