@@ -20,7 +20,6 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 PY=${PYTHON:-$ROOT/.venv/bin/python}
 GPU_HOME=${NETWORK3_GPU_HOME:-$ROOT/.gpu}
 VERSION=0.7.6-13+b1
-POOL=https://deb.debian.org/debian/pool/main/libg/libgpuarray
 # package  SHA-256 of Debian bookworm's amd64 .deb
 DEBS="libgpuarray3 1bfa4e635c8ab9139c910beb2d90c9e2614a70ec9edf5afbb0f263331220219b
 libgpuarray-dev 48c86c46a812e4d4734889f09d13275e2dfa19f5814fd4c845f951a8077cbf0a
@@ -72,10 +71,9 @@ fetch_debs() {  # DIR: the three .debs, from DIR itself, --offline, apt or Debia
                 download "$name=$VERSION" >/dev/null)
             source="downloaded with apt-get"
         else
-            curl -fsSL -o "$dir/$file" "$POOL/${file//+/%2B}" ||
-                die "could not download $file (no bookworm apt source, no access to $POOL):" \
-                    "fetch it elsewhere with --download DIR and use --offline DIR"
-            source="downloaded from $POOL"
+            die "cannot get $file: apt here knows no Debian bookworm $name=$VERSION;" \
+                "run this script with --download DIR on a Debian bookworm machine and" \
+                "then here with --offline DIR"
         fi
         checksum_ok "$dir/$file" "$sum" || die "$dir/$file: SHA-256 is not $sum"
         say "$file: $source, SHA-256 verified"
