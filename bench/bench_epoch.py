@@ -69,9 +69,12 @@ def gemm_gflops(threads):
 
 def measure(name, cmd, env, cache_root):
     """Cold run (empty compile cache) then warm run; return a row of numbers."""
-    # Both get network3's flags (float32, the same OpenBLAS) and an empty compile directory.
-    cold_flags = "base_compiledir=%s" % os.path.join(cache_root, "theano")
-    cold_env = dict(env, THEANO_FLAGS=theano_env.compose_flags(cold_flags, {"base_compiledir"}))
+    # An empty compile directory for both; network3 adds its own flags, and the baseline
+    # gets Theano's defaults plus what it needs to run here (float32, the same OpenBLAS).
+    flags = ["base_compiledir=%s" % os.path.join(cache_root, "theano")]
+    if name == "baseline":
+        flags += ["floatX=float32", "blas__ldflags=%s" % theano_env.blas_ldflags().replace(",", "\\,")]
+    cold_env = dict(env, THEANO_FLAGS=",".join(flags))
     cold, _ = run(cmd, cold_env)
     warm, rss = run(cmd, cold_env)
     epoch = warm["epochs"][-1]

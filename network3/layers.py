@@ -13,7 +13,8 @@ import numpy as np
 import theano
 import theano.tensor as T
 from theano.tensor.nnet import conv2d, sigmoid, softmax
-from theano.tensor.signal.pool import pool_2d
+
+from .pool import max_pool
 
 
 # Activation functions, under the names the book uses.
@@ -150,7 +151,7 @@ class ConvPoolLayer(Layer):
         images = inpt.reshape((inpt.shape[0],) + self.image_shape[1:])
         conv_out = conv2d(images, self.w, input_shape=(None,) + self.image_shape[1:],
                           filter_shape=self.filter_shape)
-        pooled_out = pool_2d(conv_out, ws=self.poolsize, ignore_border=True, mode="max")
+        pooled_out = max_pool(conv_out, self.poolsize)
         return self.activation_fn(pooled_out + self.b.dimshuffle("x", 0, "x", "x"))
 
     def config(self):

@@ -5,7 +5,7 @@ from network3 import theano_env
 from conftest import run_python
 
 PRINT_CONFIG = ("import network3, theano; c = theano.config; "
-                "print(c.floatX, '|', c.blas__ldflags, '|', c.base_compiledir)")
+                "print(c.floatX, '|', c.blas__ldflags, '|', c.base_compiledir, '|', c.allow_gc)")
 
 
 def test_bundled_openblas_exists_and_exports_sgemm():
@@ -34,19 +34,19 @@ def test_defaults_apply_in_a_clean_environment(tmp_path):
            "XDG_CACHE_HOME": str(tmp_path / "cache")}
     result = run_python(PRINT_CONFIG, env=env)
     assert result.returncode == 0, result.stderr
-    floatx, ldflags, compiledir = (s.strip() for s in result.stdout.split("|"))
-    assert floatx == "float32"
+    floatx, ldflags, compiledir, allow_gc = (s.strip() for s in result.stdout.split("|"))
+    assert floatx == "float32" and allow_gc == "False"
     assert "-l:libopenblas" in ldflags
     assert compiledir == str(tmp_path / "cache" / "network3" / "theano")
 
 
 def test_user_theano_flags_win(tmp_path):
-    env = {"THEANO_FLAGS": "floatX=float64,base_compiledir=%s" % (tmp_path / "mine"),
+    env = {"THEANO_FLAGS": "floatX=float64,allow_gc=True,base_compiledir=%s" % (tmp_path / "mine"),
            "THEANORC": str(tmp_path / "none")}
     result = run_python(PRINT_CONFIG, env=env)
     assert result.returncode == 0, result.stderr
-    floatx, ldflags, compiledir = (s.strip() for s in result.stdout.split("|"))
-    assert floatx == "float64" and compiledir == str(tmp_path / "mine")
+    floatx, ldflags, compiledir, allow_gc = (s.strip() for s in result.stdout.split("|"))
+    assert floatx == "float64" and compiledir == str(tmp_path / "mine") and allow_gc == "True"
     assert "-l:libopenblas" in ldflags  # what the user left unset is still network3's
 
 
