@@ -13,8 +13,22 @@ def test_bundled_openblas_exists_and_exports_sgemm():
     lib = theano_env.bundled_openblas()
     assert lib and os.path.exists(lib)
     assert hasattr(ctypes.CDLL(lib), "sgemm_")
+
+
+def test_blas_choice_system_first_then_scipys(monkeypatch):
+    lib = theano_env.bundled_openblas()
+    monkeypatch.setattr(theano_env, "system_openblas", lambda: False)
     assert theano_env.blas_ldflags() == "-L%s -l:%s -Wl,-rpath,%s" % (
         os.path.dirname(lib), os.path.basename(lib), os.path.dirname(lib))
+    monkeypatch.setattr(theano_env, "system_openblas", lambda: True)
+    assert theano_env.blas_ldflags() == "-lopenblas"
+    monkeypatch.setattr(theano_env, "system_openblas", lambda: False)
+    monkeypatch.setattr(theano_env, "bundled_openblas", lambda: None)
+    assert theano_env.blas_ldflags() == ""
+
+
+def uses_openblas(ldflags):
+    return ldflags == "-lopenblas" or "-l:libopenblas" in ldflags
 
 
 def test_flags_keys_parse_escaped_commas():
@@ -22,7 +36,8 @@ def test_flags_keys_parse_escaped_commas():
     assert keys == {"floatx", "blas__ldflags", "device"}
 
 
-def test_compose_skips_taken_keys_and_escapes_commas():
+def test_compose_skips_taken_keys_and_escapes_commas(monkeypatch):
+    monkeypatch.setattr(theano_env, "system_openblas", lambda: False)  # scipy's: has commas
     flags = theano_env.compose_flags("floatX=float64", {"floatx"})
     assert not flags.startswith("floatX=float32")
     assert flags.endswith(",floatX=float64")
@@ -36,7 +51,7 @@ def test_defaults_apply_in_a_clean_environment(tmp_path):
     assert result.returncode == 0, result.stderr
     floatx, ldflags, compiledir, allow_gc = (s.strip() for s in result.stdout.split("|"))
     assert floatx == "float32" and allow_gc == "False"
-    assert "-l:libopenblas" in ldflags
+    assert uses_openblas(ldflags)
     assert compiledir == str(tmp_path / "cache" / "network3" / "theano")
 
 
@@ -47,7 +62,7 @@ def test_user_theano_flags_win(tmp_path):
     assert result.returncode == 0, result.stderr
     floatx, ldflags, compiledir, allow_gc = (s.strip() for s in result.stdout.split("|"))
     assert floatx == "float64" and compiledir == str(tmp_path / "mine") and allow_gc == "True"
-    assert "-l:libopenblas" in ldflags  # what the user left unset is still network3's
+    assert uses_openblas(ldflags)  # what the user left unset is still network3's
 
 
 def test_user_theanorc_wins(tmp_path):
@@ -70,6 +85,7 @@ def test_known_noise_filtered_real_warnings_kept():
 def test_info_command_shows_openblas_and_data(mnist):
     result = run_python(["-m", "network3", "info"])
     assert result.returncode == 0, result.stderr
-    assert "OpenBLAS libopenblas" in result.stdout
+    blas = [line for line in result.stdout.splitlines() if line.startswith("blas ")]
+    assert "openblas" in blas[0].lower() and "fallback" not in blas[0]
     assert "floatX" in result.stdout and "float32" in result.stdout
     assert "SHA-256 verified" in result.stdout
