@@ -3,8 +3,8 @@
 
 Trains the book's first convolutional network with and without its
 fully-connected layer, then compares them (table, plot, Welch t-test).
-Quick by default (5,000 training images, 3 epochs, 3 runs each: about two
-minutes); --full runs the book's experiment (all 50,000 images, 60 epochs,
+Quick by default (5,000 training images, 3 epochs, 3 runs each: about a
+minute on 2 cores); --full runs the book's experiment (all 50,000 images, 60 epochs,
 best of 3 runs each).
 """
 import argparse
