@@ -4,7 +4,7 @@ A layer owns its parameters (Theano shared variables ``w`` and ``b``) and
 describes two pure functions of its input: ``output`` (inference, with the
 weights scaled for dropout) and ``output_dropout`` (training, with a fresh
 dropout mask).  Both accept a mini-batch of any size, so the same graph
-serves training at mini-batch 10 and evaluation in large batches.
+serves training at mini-batch 10 and evaluation in batches of 100.
 
 ``set_inpt`` keeps the book's stateful interface (``layer.output``,
 ``layer.output_dropout``, ``layer.y_out`` after the network is built).

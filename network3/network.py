@@ -7,7 +7,7 @@ rate eta, mini-batches visited in the same order every epoch unless
 validation accuracy (ties going to the later epoch).
 
 What is added: validation and test accuracy over every image, computed in
-large batches by one separately compiled function; a run log and an atomic
+batches of 100 by one separately compiled function; a run log and an atomic
 checkpoint after every epoch, from which a killed run resumes to the same
 result; a seed that fixes initialisation, dropout noise and shuffling.
 """
@@ -31,6 +31,9 @@ from .fileio import atomic_path
 from .runlog import LOG_NAME, LogWriter, read_log, truncate_log
 
 CHECKPOINT_NAME = "checkpoint.npz"
+# Images per call when evaluating: 100 was faster than 50, 250, 1,000 or 2,500 here
+# (10,000 images of exec_with: 0.262 s at 100, 0.311 s at 1,000; bench/eval_batch.py).
+EVAL_BATCH_SIZE = 100
 
 
 class TrainingDiverged(RuntimeError):
@@ -138,7 +141,7 @@ class Network:
             self._predict = theano.function([self.x], self.layers[-1].y_out)
         return self._predict
 
-    def predict(self, images, batch_size=1000):
+    def predict(self, images, batch_size=EVAL_BATCH_SIZE):
         """Predicted digit for each row of `images` (N x n_in), in batches of any size."""
         predict = self._predict_fn()
         images = np.asarray(images, dtype=theano.config.floatX)
@@ -149,7 +152,7 @@ class Network:
                                for k in range(0, len(images), batch_size)] or
                               [np.zeros(0, dtype=np.int64)])
 
-    def accuracy(self, data, batch_size=1000):
+    def accuracy(self, data, batch_size=EVAL_BATCH_SIZE):
         """Fraction of a data set classified correctly; every image counts."""
         x, y = (d.get_value(borrow=True) if hasattr(d, "get_value") else d for d in data)
         return float(np.mean(self.predict(x, batch_size) == y))
@@ -162,7 +165,7 @@ class Network:
 
     def SGD(self, training_data, epochs, mini_batch_size, eta, validation_data,
             test_data=None, lmbda=0.0, *, shuffle=False, run_dir=None, resume=False,
-            overwrite=False, quiet=False, eval_batch_size=1000, config=None):
+            overwrite=False, quiet=False, eval_batch_size=EVAL_BATCH_SIZE, config=None):
         """Train by mini-batch stochastic gradient descent; return the epoch records.
 
         The first seven arguments are the book's.  `run_dir` receives the run
