@@ -198,8 +198,6 @@ class Network:
         order = theano.shared(np.arange(n_train, dtype="int64"), name="order") if shuffle else None
         train_mb = self._compile_train_mb(training_data, eta, lmbda, num_training_batches, order)
         self._predict_fn()
-        eval_sets = [(d[0].get_value(borrow=True), d[1].get_value(borrow=True))
-                     if d is not None else None for d in (validation_data, test_data)]
         start = time.time()
         for epoch in range(state.epochs_done, epochs):
             t0 = time.time()
@@ -211,9 +209,9 @@ class Network:
                 if not math.isfinite(costs[minibatch_index]):
                     state.diverged(epoch, minibatch_index, costs[minibatch_index], eta)
             t1 = time.time()
-            validation_accuracy = self.accuracy(eval_sets[0], eval_batch_size)
-            test_accuracy = (self.accuracy(eval_sets[1], eval_batch_size)
-                             if eval_sets[1] is not None else None)
+            validation_accuracy = self.accuracy(validation_data, eval_batch_size)
+            test_accuracy = (self.accuracy(test_data, eval_batch_size)
+                             if test_data is not None else None)
             record = state.end_epoch(self, epoch, float(costs.mean()), validation_accuracy,
                                      test_accuracy, t1 - t0, time.time() - t1,
                                      shuffle_rng.get_state())
@@ -245,12 +243,15 @@ class Network:
                     param.name, param.get_value(borrow=True).shape, np.shape(value)))
             param.set_value(np.asarray(value, dtype=theano.config.floatX))
 
-    def save(self, path):
-        """Save the architecture and parameters to an .npz file (no pickle), atomically."""
+    def save(self, path, **extra):
+        """Save the architecture and parameters to an .npz file (no pickle), atomically.
+
+        `extra` arrays are stored beside them (a checkpoint's training state).
+        """
+        arrays = {"param_%d" % k: v for k, v in enumerate(self.get_params())}
         with atomic_path(path) as tmp:
             with open(tmp, "wb") as f:
-                np.savez(f, network=json.dumps(self.describe()),
-                         **{"param_%d" % k: v for k, v in enumerate(self.get_params())})
+                np.savez(f, network=json.dumps(self.describe()), **arrays, **extra)
 
     @classmethod
     def load(cls, path):
@@ -419,13 +420,10 @@ class TrainingState:
                  "n_srng": len(net.srng.state_updates),
                  "shuffle_rng_rest": [int(v) if not isinstance(v, float) else v
                                       for v in shuffle_rng_state[2:]]}
-        arrays = {"param_%d" % k: v for k, v in enumerate(net.get_params())}
-        arrays.update({"srng_%d" % k: update[0].get_value()
-                       for k, update in enumerate(net.srng.state_updates)})
-        with atomic_path(self.checkpoint) as tmp:
-            with open(tmp, "wb") as f:
-                np.savez(f, state=json.dumps(state), network=json.dumps(net.describe()),
-                         shuffle_rng_keys=shuffle_rng_state[1], **arrays)
+        noise = {"srng_%d" % k: update[0].get_value()
+                 for k, update in enumerate(net.srng.state_updates)}
+        net.save(self.checkpoint, state=json.dumps(state),
+                 shuffle_rng_keys=shuffle_rng_state[1], **noise)
 
     def diverged(self, epoch, minibatch_index, cost, eta):
         message = ("training stopped: the cost became %s at epoch %d, mini-batch %d (eta=%g); "
