@@ -18,23 +18,14 @@ Results equal the plain graph's to float32 rounding (tests/test_convpool.py);
 summation orders differ, and sigmoid uses a vectorised exp within 1e-7 of the
 exact one.  ``use_fused`` says when a layer can use them.
 """
-import hashlib
-import os
-
 import numpy as np
 import theano
 import theano.tensor as T
 from theano.gradient import grad_not_implemented
 from theano.graph.basic import Apply
-from theano.graph.op import COp
 
 from . import backprop
-
-_HEADER_PATH = os.path.join(os.path.dirname(__file__), "kernels", "convpool.h")
-with open(_HEADER_PATH) as _f:
-    _HEADER = _f.read()
-# The compile cache keys on this version, so any edit of the kernels recompiles.
-_VERSION = (1, int(hashlib.sha256(_HEADER.encode()).hexdigest()[:12], 16))
+from .cops import KernelOp, c_body, ctype, typenum
 
 ACTIVATION_CODES = {"linear": 0, "sigmoid": 1, "tanh": 2, "ReLU": 3}
 MAX_POOL_POSITIONS = 8  # the mask is one byte per pooled value
@@ -70,7 +61,7 @@ def _routes_from_mask(mask, poolsize):
     return blocks.reshape(n, f, rows * ph, cols * pw).astype(bool)
 
 
-class _ConvPoolBase(COp):
+class _ConvPoolBase(KernelOp):
     __props__ = ("image_shape", "filter_shape", "poolsize", "activation")
 
     def __init__(self, image_shape, filter_shape, poolsize, activation):
@@ -92,15 +83,6 @@ class _ConvPoolBase(COp):
         self.pooled_shape = (self.conv_shape[0] // self.poolsize[0],
                              self.conv_shape[1] // self.poolsize[1])
 
-    def c_support_code(self, **kwargs):
-        return _HEADER
-
-    def c_headers(self, **kwargs):
-        return ["<stdint.h>", "<stdlib.h>", "<string.h>", "<math.h>"]
-
-    def c_code_cache_version(self):
-        return _VERSION
-
     def _kernel(self, dtype):
         c, h, w = self.image_shape
         f, _, kh, kw = self.filter_shape
@@ -119,65 +101,6 @@ class _ConvPoolBase(COp):
     def _label(self):
         return "ConvPoolLayer (filters %s, images %s)" % (
             "x".join(map(str, self.filter_shape)), "x".join(map(str, self.image_shape)))
-
-
-def _c_body(label, inputs, outputs, call, fail):
-    """C code for one op: contiguous views of `inputs` checked against their
-    shapes, `outputs` allocated (or reused), then `call`, then clean-up.
-
-    inputs: (C name, local name, description, shape with None for any size,
-    numpy type number); outputs: (C name, dims as C expressions, type number).
-    """
-    locals_ = [local for _, local, _, _, _ in inputs]
-    release = " ".join("Py_XDECREF(%s);" % local for local in locals_)
-    code = ["PyArrayObject %s;" % ", ".join("*%s = NULL" % local for local in locals_)]
-    for var, local, what, shape, typenum in inputs:
-        code.append("""
-    if (PyArray_NDIM(%(var)s) != %(ndim)d || PyArray_TYPE(%(var)s) != %(typenum)s) {
-        PyErr_SetString(PyExc_ValueError, "%(label)s: %(what)s must be a %(ndim)d-d array of %(typenum)s");
-        %(release)s %(fail)s;
-    }
-    %(local)s = PyArray_GETCONTIGUOUS(%(var)s);
-    if (!%(local)s) { %(release)s %(fail)s; }""" % dict(var=var, local=local, what=what,
-                                                   ndim=len(shape), typenum=typenum,
-                                                   label=label, release=release, fail=fail))
-        for axis, size in enumerate(shape):
-            if size is None:
-                continue
-            code.append("""
-    if (PyArray_DIMS(%(local)s)[%(axis)d] != %(size)s) {
-        PyErr_Format(PyExc_ValueError, "%(label)s: %(what)s has size %%ld in dimension %(axis)d, expected %%ld",
-                     (long)PyArray_DIMS(%(local)s)[%(axis)d], (long)(%(size)s));
-        %(release)s %(fail)s;
-    }""" % dict(local=local, axis=axis, size=size, label=label, what=what, release=release,
-                fail=fail))
-    for var, dims, typenum in outputs:
-        code.append("""
-    {
-        npy_intp dims[%(ndim)d] = {%(dims)s};
-        if (!%(var)s || !PyArray_IS_C_CONTIGUOUS(%(var)s) || !PyArray_CompareLists(PyArray_DIMS(%(var)s), dims, %(ndim)d)) {
-            Py_XDECREF(%(var)s);
-            %(var)s = (PyArrayObject*)PyArray_EMPTY(%(ndim)d, dims, %(typenum)s, 0);
-            if (!%(var)s) { %(release)s %(fail)s; }
-        }
-    }""" % dict(var=var, ndim=len(dims), dims=", ".join(map(str, dims)), typenum=typenum,
-                release=release, fail=fail))
-    code.append("""
-    {
-        int ok = 1;
-%s
-        %s
-        if (!ok) { PyErr_NoMemory(); %s }
-    }""" % (call, release, fail))
-    return "\n".join(code)
-
-
-def _typenum(variable):
-    return "NPY_FLOAT32" if variable.dtype == "float32" else "NPY_FLOAT64"
-
-
-def _ctype(variable):
-    return "float" if variable.dtype == "float32" else "double"
 
 
 class ConvPool(_ConvPoolBase):
@@ -218,26 +141,26 @@ class ConvPool(_ConvPoolBase):
     def c_code(self, node, name, inputs, outputs, sub):
         x, w, b = inputs
         a, mask = outputs
-        t, typenum = _ctype(node.inputs[0]), _typenum(node.inputs[0])
+        t, tnum = ctype(node.inputs[0]), typenum(node.inputs[0])
         pooled = ["PyArray_DIMS(cx)[0]"] + list(self._pooled(0)[1:])
         call = """
         %(kernel)s::forward((int)PyArray_DIMS(cx)[0], (const %(t)s*)PyArray_DATA(cx),
             (const %(t)s*)PyArray_DATA(cw), (const %(t)s*)PyArray_DATA(cb),
             (%(t)s*)PyArray_DATA(%(a)s), (uint8_t*)PyArray_DATA(%(mask)s));""" % dict(
             kernel=self._kernel(t), t=t, a=a, mask=mask)
-        return _c_body(self._label(),
-                       [(x, "cx", "images", (None,) + self.image_shape, typenum),
-                        (w, "cw", "filters", self.filter_shape, typenum),
-                        (b, "cb", "biases", self.filter_shape[:1], typenum)],
-                       [(a, pooled, typenum), (mask, pooled, "NPY_UINT8")], call, sub["fail"])
+        return c_body(self._label(),
+                       [(x, "cx", "images", (None,) + self.image_shape, tnum),
+                        (w, "cw", "filters", self.filter_shape, tnum),
+                        (b, "cb", "biases", self.filter_shape[:1], tnum)],
+                       [(a, pooled, tnum), (mask, pooled, "NPY_UINT8")], call, sub["fail"])
 
 
-def _grad_inputs(op, a, mask, ga, typenum):
+def _grad_inputs(op, a, mask, ga, tnum):
     """The inputs both gradient ops take: activations, mask and output gradient."""
     pooled = ("PyArray_DIMS(ca)[0]",) + op._pooled(0)[1:]
-    return [(a, "ca", "activations", (None,) + pooled[1:], typenum),
+    return [(a, "ca", "activations", (None,) + pooled[1:], tnum),
             (mask, "cm", "mask", pooled, "NPY_UINT8"),
-            (ga, "cg", "output gradient", pooled, typenum)]
+            (ga, "cg", "output gradient", pooled, tnum)]
 
 
 class ConvPoolGrad(_ConvPoolBase):
@@ -265,7 +188,7 @@ class ConvPoolGrad(_ConvPoolBase):
     def c_code(self, node, name, inputs, outputs, sub):
         x, a, mask, ga = inputs
         gw, gb = outputs
-        t, typenum = _ctype(node.inputs[0]), _typenum(node.inputs[0])
+        t, tnum = ctype(node.inputs[0]), typenum(node.inputs[0])
         call = """
         typedef %(kernel)s K;
         const int batch = (int)PyArray_DIMS(ca)[0];
@@ -281,11 +204,11 @@ class ConvPoolGrad(_ConvPoolBase):
             ok = 0;
         }
         free(d); free(xpad); free(gwv);""" % dict(kernel=self._kernel(t), t=t, gw=gw, gb=gb)
-        return _c_body(self._label(),
-                       _grad_inputs(self, a, mask, ga, typenum)
+        return c_body(self._label(),
+                       _grad_inputs(self, a, mask, ga, tnum)
                        + [(x, "cx", "images", ("PyArray_DIMS(ca)[0]",) + self.image_shape,
-                           typenum)],
-                       [(gw, self.filter_shape, typenum), (gb, self.filter_shape[:1], typenum)],
+                           tnum)],
+                       [(gw, self.filter_shape, tnum), (gb, self.filter_shape[:1], tnum)],
                        call, sub["fail"])
 
 
@@ -310,7 +233,7 @@ class ConvPoolInputGrad(_ConvPoolBase):
     def c_code(self, node, name, inputs, outputs, sub):
         w, a, mask, ga = inputs
         (gx,) = outputs
-        t, typenum = _ctype(node.inputs[0]), _typenum(node.inputs[0])
+        t, tnum = ctype(node.inputs[0]), typenum(node.inputs[0])
         call = """
         typedef %(kernel)s K;
         const int batch = (int)PyArray_DIMS(ca)[0];
@@ -324,10 +247,10 @@ class ConvPoolInputGrad(_ConvPoolBase):
             ok = 0;
         }
         free(d); free(gxpad);""" % dict(kernel=self._kernel(t), t=t, gx=gx)
-        return _c_body(self._label(),
-                       [(w, "cw", "filters", self.filter_shape, typenum)]
-                       + _grad_inputs(self, a, mask, ga, typenum),
-                       [(gx, ["PyArray_DIMS(ca)[0]"] + list(self.image_shape), typenum)],
+        return c_body(self._label(),
+                       [(w, "cw", "filters", self.filter_shape, tnum)]
+                       + _grad_inputs(self, a, mask, ga, tnum),
+                       [(gx, ["PyArray_DIMS(ca)[0]"] + list(self.image_shape), tnum)],
                        call, sub["fail"])
 
 

@@ -15,6 +15,7 @@ import theano.tensor as T
 from theano.tensor.nnet import conv2d, sigmoid, softmax
 
 from . import convpool
+from .dense import dense_dot
 from .pool import max_pool
 
 
@@ -194,7 +195,7 @@ class FullyConnectedLayer(Layer):
 
     def output_dropout_for(self, inpt, srng):
         dropped = dropout_layer(inpt.flatten(2), self.p_dropout, srng)
-        return self.activation_fn(T.dot(dropped, self.w) + self.b)
+        return self.activation_fn(dense_dot(dropped, self.w, self.n_in, self.n_out) + self.b)
 
     def config(self):
         return {"type": "FullyConnectedLayer", "n_in": self.n_in, "n_out": self.n_out,
@@ -220,7 +221,7 @@ class SoftmaxLayer(Layer):
 
     def output_dropout_for(self, inpt, srng):
         dropped = dropout_layer(inpt.flatten(2), self.p_dropout, srng)
-        return softmax(T.dot(dropped, self.w) + self.b)
+        return softmax(dense_dot(dropped, self.w, self.n_in, self.n_out) + self.b)
 
     def cost(self, net):
         """Log-likelihood cost of the training (dropout) output, averaged over the mini-batch."""

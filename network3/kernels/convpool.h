@@ -243,25 +243,58 @@ struct ConvPool {
         for (size_t k = 0; k < m; ++k) d[k] = gz[k] * activation_slope<T, ACT>(a[k]);
     }
 
-    /* Calls fn(n, f, y, x, delta) for every conv position that received a gradient. */
+    /* Calls fn(y, x, delta) for every conv position of map (n, f) that holds its
+     * block's maximum, within the `nblocks` pooling blocks listed in `blocks`
+     * (oy*OW + ox).  Usually one position per block does, which the loop over
+     * the mask's bits makes a well-predicted branch. */
     template <typename Fn>
-    static inline __attribute__((always_inline)) void for_each_max(int n, int f, const T* __restrict d,
-                                    const uint8_t* __restrict mask, Fn fn) {
+    static inline __attribute__((always_inline)) void for_each_max(
+            int n, int f, const T* __restrict d, const uint8_t* __restrict mask,
+            const int* __restrict blocks, int nblocks, Fn fn) {
         const size_t base = ((size_t)n * F + f) * OH * OW;
-        for (int oy = 0; oy < OH; ++oy)
-            for (int ox = 0; ox < OW; ++ox) {
-                const T dv = d[base + oy * OW + ox];
-                const unsigned bits = mask[base + oy * OW + ox];
-                if (dv == 0) continue;
-                for (int p = 0; p < PH; ++p)
-                    for (int q = 0; q < PW; ++q)
-                        if (bits & (1u << (p * PW + q))) fn(oy * PH + p, ox * PW + q, dv);
+        for (int k = 0; k < nblocks; ++k) {
+            const int block = blocks[k], oy = block / OW, ox = block % OW;
+            const T dv = d[base + block];
+            for (unsigned bits = mask[base + block]; bits; bits &= bits - 1) {
+                const int pos = __builtin_ctz(bits);
+                fn(oy * PH + pos / PW, ox * PW + pos % PW, dv);
             }
+        }
+    }
+
+    /* Every pooling block, as a list for for_each_max. */
+    static int all_blocks(int* blocks) {
+        for (int k = 0; k < OH * OW; ++k) blocks[k] = k;
+        return OH * OW;
     }
 
     /* The images in a scratch copy with PAD spare values at the end, so that a
      * whole vector can be read from any filter position. */
     static size_t padded_size(int B) { return (size_t)B * C * H * W + PAD; }
+
+    /* The pooling blocks of image xn whose filter windows are not all zero, as a
+     * list; nonzero counts come from running sums over the image. */
+    static int live_blocks(const T* __restrict xn, int* blocks) {
+        int count[H + 1][W + 1];
+        for (int xx = 0; xx <= W; ++xx) count[0][xx] = 0;
+        for (int y = 0; y < H; ++y) {
+            count[y + 1][0] = 0;
+            int row = 0;
+            for (int xx = 0; xx < W; ++xx) {
+                for (int c = 0; c < C; ++c) row += xn[((size_t)c * H + y) * W + xx] != 0;
+                count[y + 1][xx + 1] = count[y][xx + 1] + row;
+            }
+        }
+        /* a block's windows cover rows oy*PH .. oy*PH+PH+KH-2, and likewise columns */
+        int n = 0;
+        for (int oy = 0; oy < OH; ++oy)
+            for (int ox = 0; ox < OW; ++ox) {
+                const int y0 = oy * PH, y1 = y0 + PH + KH - 1, x0 = ox * PW, x1 = x0 + PW + KW - 1;
+                blocks[n] = oy * OW + ox;
+                n += count[y1][x1] - count[y0][x1] - count[y1][x0] + count[y0][x0] != 0;
+            }
+        return n;
+    }
 
     /* Gradients of weights and biases.  gwv is F*C*KH*KWV vectors of scratch,
      * xpad padded_size(B) values. */
@@ -272,15 +305,23 @@ struct ConvPool {
         memset(xpad + (size_t)B * C * H * W, 0, sizeof(T) * PAD);
         memset(gwv, 0, sizeof(V) * GRAD_VECTORS);
         for (int f = 0; f < F; ++f) {
-            T bsum = 0;
+            /* lane-wise partial sums: a single running sum would wait on every addition */
+            V partial = V{};
+            T rest = 0;
             for (int n = 0; n < B; ++n) {
-                const size_t base = ((size_t)n * F + f) * OH * OW;
-                for (int k = 0; k < OH * OW; ++k) bsum += d[base + k];
+                const T* dn = d + ((size_t)n * F + f) * OH * OW;
+                for (int k = 0; k + VN <= OH * OW; k += VN) partial += load(dn + k);
+                for (int k = OH * OW / VN * VN; k < OH * OW; ++k) rest += dn[k];
             }
-            gb[f] = bsum;
+            for (int l = 0; l < VN; ++l) rest += partial[l];
+            gb[f] = rest;
         }
         for (int n = 0; n < B; ++n) {
             const T* xn = xpad + (size_t)n * C * H * W;
+            /* Windows of zeros add nothing: MNIST's background ties every position of
+             * a block at 0, and skipping blocks of such windows saves most of the work. */
+            int blocks[OH * OW];
+            const int nblocks = live_blocks(xn, blocks);
             for (int f = 0; f < F; ++f) {
                 /* one filter's gradient, row by row, kept in registers */
                 V g[C][KH][KWV];
@@ -288,7 +329,7 @@ struct ConvPool {
                 for (int c = 0; c < C; ++c)
                     for (int i = 0; i < KH; ++i)
                         for (int v = 0; v < KWV; ++v) g[c][i][v] = gf[(c * KH + i) * KWV + v];
-                for_each_max(n, f, d, mask, [&](int y, int xx, T dv) {
+                for_each_max(n, f, d, mask, blocks, nblocks, [&](int y, int xx, T dv) {
                     for (int c = 0; c < C; ++c)
                         for (int i = 0; i < KH; ++i) {
                             const T* xr = xn + ((size_t)c * H + y + i) * W + xx;
@@ -322,10 +363,12 @@ struct ConvPool {
                         wf[f][c][i][j / VN][j % VN] = j < KW
                             ? w[(((size_t)f * C + c) * KH + KH - 1 - i) * KW + KW - 1 - j] : T(0);
         memset(gxpad, 0, sizeof(T) * padded_size(B));
+        int blocks[OH * OW];
+        const int nblocks = all_blocks(blocks);
         for (int n = 0; n < B; ++n) {
             T* gn = gxpad + (size_t)n * C * H * W;
             for (int f = 0; f < F; ++f)
-                for_each_max(n, f, d, mask, [&](int y, int xx, T dv) {
+                for_each_max(n, f, d, mask, blocks, nblocks, [&](int y, int xx, T dv) {
                     for (int c = 0; c < C; ++c)
                         for (int i = 0; i < KH; ++i) {
                             T* gr = gn + ((size_t)c * H + y + i) * W + xx;
