@@ -19,12 +19,12 @@ summation orders differ, and sigmoid uses a vectorised exp within 1e-7 of the
 exact one.  ``use_fused`` says when a layer can use them.
 """
 import numpy as np
-import theano
 import theano.tensor as T
 from theano.gradient import grad_not_implemented
 from theano.graph.basic import Apply
 
 from . import backprop
+from . import cops
 from .cops import KernelOp, c_body, ctype, typenum
 
 ACTIVATION_CODES = {"linear": 0, "sigmoid": 1, "tanh": 2, "ReLU": 3}
@@ -33,7 +33,7 @@ MAX_POOL_POSITIONS = 8  # the mask is one byte per pooled value
 
 def use_fused(dtype, poolsize, activation):
     """Whether the fused ops apply: on the CPU, float32/64, small pools, known activations."""
-    return (theano.config.device == "cpu" and dtype in ("float32", "float64")
+    return (cops.enabled() and dtype in ("float32", "float64")
             and poolsize[0] * poolsize[1] <= MAX_POOL_POSITIONS
             and activation in ACTIVATION_CODES)
 

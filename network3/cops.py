@@ -7,7 +7,17 @@ that source: editing a kernel recompiles every op that includes it.
 import hashlib
 import os
 
+import theano
 from theano.graph.op import COp
+
+# NETWORK3_C_OPS=0 builds the plain Theano graphs instead (for comparisons).
+ENABLED = os.environ.get("NETWORK3_C_OPS", "1") != "0"
+
+
+def enabled():
+    """Whether layers use these ops: unless switched off, and only on the CPU."""
+    return ENABLED and theano.config.device == "cpu"
+
 
 KERNEL_DIR = os.path.join(os.path.dirname(__file__), "kernels")
 KERNEL_FILES = ("convpool.h", "dense.h")  # dense.h uses convpool.h's vector helpers

@@ -8,17 +8,16 @@ used in training graphs only; evaluation in batches of 100 keeps Theano's
 GEMM, which is faster there.  Results equal ``T.dot``'s to float32 rounding.
 """
 import numpy as np
-import theano
 import theano.tensor as T
 from theano.gradient import grad_not_implemented
 from theano.graph.basic import Apply
 
+from . import cops
 from .cops import KernelOp, c_body, ctype, typenum
 
 
 def use_dense(x, w):
-    return theano.config.device == "cpu" and x.dtype == w.dtype and \
-        x.dtype in ("float32", "float64")
+    return cops.enabled() and x.dtype == w.dtype and x.dtype in ("float32", "float64")
 
 
 class _DenseBase(KernelOp):

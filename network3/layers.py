@@ -114,13 +114,11 @@ class ConvPoolLayer(Layer):
     with a monotonic activation, and pooling first is cheaper).
 
     On the CPU the whole layer runs as fused C ops (``network3.convpool``),
-    with the same results to float32 rounding; ``fused=False`` builds the
-    plain graph of ``conv2d``, max-pool, bias and activation instead.
+    with the same results to float32 rounding; with ``NETWORK3_C_OPS=0`` it
+    is the plain graph of ``conv2d``, max-pool, bias and activation.
     """
 
-    def __init__(self, filter_shape, image_shape, poolsize=(2, 2), activation_fn=sigmoid,
-                 fused=True):
-        self.fused = bool(fused)
+    def __init__(self, filter_shape, image_shape, poolsize=(2, 2), activation_fn=sigmoid):
         self.filter_shape = _positive_ints(filter_shape, "ConvPoolLayer filter_shape", 4)
         self.image_shape = _positive_ints(image_shape, "ConvPoolLayer image_shape", 4)
         self.poolsize = _positive_ints(poolsize, "ConvPoolLayer poolsize", 2)
@@ -158,7 +156,7 @@ class ConvPoolLayer(Layer):
     def output_for(self, inpt):
         images = inpt.reshape((inpt.shape[0],) + self.image_shape[1:])
         activation = activation_name(self.activation_fn)
-        if self.fused and convpool.use_fused(images.dtype, self.poolsize, activation):
+        if convpool.use_fused(images.dtype, self.poolsize, activation):
             return convpool.conv_pool(images, self.w, self.b, self.image_shape[1:],
                                       self.filter_shape, self.poolsize, activation)
         conv_out = conv2d(images, self.w, input_shape=(None,) + self.image_shape[1:],

@@ -10,6 +10,21 @@
 
 namespace n3 {
 
+/* Sums of 8 vectors of floats at once: lane i of the result is the sum of a[i]. */
+static inline __attribute__((always_inline)) Vec<float>::type sums8(const Vec<float>::type* a) {
+    typedef Vec<float>::type V;
+    typedef Vec<float>::ints I;
+    const I e1 = {0, 8, 2, 10, 4, 12, 6, 14}, o1 = {1, 9, 3, 11, 5, 13, 7, 15};
+    const I e2 = {0, 1, 8, 9, 4, 5, 12, 13}, o2 = {2, 3, 10, 11, 6, 7, 14, 15};
+    const I e3 = {0, 1, 2, 3, 8, 9, 10, 11}, o3 = {4, 5, 6, 7, 12, 13, 14, 15};
+    V u[4], w[2];
+    for (int p = 0; p < 4; ++p)
+        u[p] = __builtin_shuffle(a[2 * p], a[2 * p + 1], e1) + __builtin_shuffle(a[2 * p], a[2 * p + 1], o1);
+    for (int p = 0; p < 2; ++p)
+        w[p] = __builtin_shuffle(u[2 * p], u[2 * p + 1], e2) + __builtin_shuffle(u[2 * p], u[2 * p + 1], o2);
+    return __builtin_shuffle(w[0], w[1], e3) + __builtin_shuffle(w[0], w[1], o3);
+}
+
 template <typename T, int N_IN, int N_OUT>
 struct Dense {
     enum {
@@ -79,22 +94,6 @@ struct Dense {
         product(N_IN, xt, B, B, g, gw);
     }
 
-    /* Sums of 8 vectors of floats at once: lane i of the result is the sum of a[i]. */
-    static inline __attribute__((always_inline)) V sums8(const V* a) {
-        typedef typename Vec<T>::ints I;
-        const I e1 = {0, 8, 2, 10, 4, 12, 6, 14}, o1 = {1, 9, 3, 11, 5, 13, 7, 15};
-        const I e2 = {0, 1, 8, 9, 4, 5, 12, 13}, o2 = {2, 3, 10, 11, 6, 7, 14, 15};
-        const I e3 = {0, 1, 2, 3, 8, 9, 10, 11}, o3 = {4, 5, 6, 7, 12, 13, 14, 15};
-        V u[4], w[2];
-        for (int p = 0; p < 4; ++p)
-            u[p] = __builtin_shuffle(a[2 * p], a[2 * p + 1], e1)
-                   + __builtin_shuffle(a[2 * p], a[2 * p + 1], o1);
-        for (int p = 0; p < 2; ++p)
-            w[p] = __builtin_shuffle(u[2 * p], u[2 * p + 1], e2)
-                   + __builtin_shuffle(u[2 * p], u[2 * p + 1], o2);
-        return __builtin_shuffle(w[0], w[1], e3) + __builtin_shuffle(w[0], w[1], o3);
-    }
-
     /* gx[r, k] = g[r] . w[k], one scalar */
     static inline T dot_row(const T* __restrict gr, const T* __restrict wk) {
         T s = 0;
@@ -107,7 +106,7 @@ struct Dense {
     static void input_grad(int B, const T* __restrict g, const T* __restrict w, T* __restrict gx) {
         enum { NV = N_OUT / VN, TAIL = N_OUT % VN, KB = 8 };
         int k0 = 0;
-        if (VN == 8) {
+        if constexpr (sizeof(T) == 4 && VN == 8) {
             for (; k0 + KB <= N_IN; k0 += KB) {
                 const T* wk = w + (size_t)k0 * N_OUT;
                 for (int r = 0; r < B; ++r) {
