@@ -194,16 +194,16 @@ class ConvPoolGrad(_ConvPoolBase):
         const int batch = (int)PyArray_DIMS(ca)[0];
         %(t)s* d = (%(t)s*)malloc(sizeof(%(t)s) * PyArray_SIZE(ca));
         %(t)s* xpad = (%(t)s*)malloc(sizeof(%(t)s) * K::padded_size(batch));
-        K::V* gwv = (K::V*)aligned_alloc(32, sizeof(K::V) * K::GRAD_VECTORS);
-        if (d && xpad && gwv) {
+        double* total = (double*)malloc(sizeof(double) * K::GRAD_DOUBLES);
+        if (d && xpad && total) {
             K::deltas(batch, (const %(t)s*)PyArray_DATA(ca), (const %(t)s*)PyArray_DATA(cg), d);
             K::weight_grads(batch, (const %(t)s*)PyArray_DATA(cx), d,
                             (const uint8_t*)PyArray_DATA(cm), (%(t)s*)PyArray_DATA(%(gw)s),
-                            (%(t)s*)PyArray_DATA(%(gb)s), gwv, xpad);
+                            (%(t)s*)PyArray_DATA(%(gb)s), total, xpad);
         } else {
             ok = 0;
         }
-        free(d); free(xpad); free(gwv);""" % dict(kernel=self._kernel(t), t=t, gw=gw, gb=gb)
+        free(d); free(xpad); free(total);""" % dict(kernel=self._kernel(t), t=t, gw=gw, gb=gb)
         return c_body(self._label(),
                        _grad_inputs(self, a, mask, ga, tnum)
                        + [(x, "cx", "images", ("PyArray_DIMS(ca)[0]",) + self.image_shape,

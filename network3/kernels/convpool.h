@@ -136,7 +136,7 @@ struct ConvPool {
         SHUFFLE_POOL = PW == 2 && TAIL == 0 && NV > 0,
         KWV = (KW + VN - 1) / VN,  /* vectors per filter row */
         PAD = KWV * VN,           /* scratch images are padded by this much */
-        GRAD_VECTORS = F * C * KH * KWV  /* weight_grads' scratch, in vectors */
+        GRAD_DOUBLES = F * C * KH * KWV * VN + F  /* weight_grads' scratch */
     };
     typedef typename Vec<T>::type V;
     typedef typename Vec<T>::ints I;
@@ -296,26 +296,17 @@ struct ConvPool {
         return n;
     }
 
-    /* Gradients of weights and biases.  gwv is F*C*KH*KWV vectors of scratch,
-     * xpad padded_size(B) values. */
+    /* Gradients of weights and biases.  Each image's sums are made in T, then added
+     * into totals in double: Theano sums a mini-batch in one GEMM, or in double
+     * (its bias sums), and sequential float sums over the batch would drift further.
+     * total is GRAD_DOUBLES of scratch, xpad padded_size(B) values. */
     static void weight_grads(int B, const T* __restrict x, const T* __restrict d,
                              const uint8_t* __restrict mask, T* __restrict gw,
-                             T* __restrict gb, V* __restrict gwv, T* __restrict xpad) {
+                             T* __restrict gb, double* __restrict total, T* __restrict xpad) {
         memcpy(xpad, x, sizeof(T) * B * C * H * W);
         memset(xpad + (size_t)B * C * H * W, 0, sizeof(T) * PAD);
-        memset(gwv, 0, sizeof(V) * GRAD_VECTORS);
-        for (int f = 0; f < F; ++f) {
-            /* lane-wise partial sums: a single running sum would wait on every addition */
-            V partial = V{};
-            T rest = 0;
-            for (int n = 0; n < B; ++n) {
-                const T* dn = d + ((size_t)n * F + f) * OH * OW;
-                for (int k = 0; k + VN <= OH * OW; k += VN) partial += load(dn + k);
-                for (int k = OH * OW / VN * VN; k < OH * OW; ++k) rest += dn[k];
-            }
-            for (int l = 0; l < VN; ++l) rest += partial[l];
-            gb[f] = rest;
-        }
+        memset(total, 0, sizeof(double) * GRAD_DOUBLES);
+        double* btotal = total + (size_t)F * C * KH * KWV * VN;
         for (int n = 0; n < B; ++n) {
             const T* xn = xpad + (size_t)n * C * H * W;
             /* Windows of zeros add nothing: MNIST's background ties every position of
@@ -323,12 +314,19 @@ struct ConvPool {
             int blocks[OH * OW];
             const int nblocks = live_blocks(xn, blocks);
             for (int f = 0; f < F; ++f) {
-                /* one filter's gradient, row by row, kept in registers */
+                const T* dn = d + ((size_t)n * F + f) * OH * OW;
+                /* lane-wise partial sums: a single running sum would wait on every addition */
+                V partial = V{};
+                T bsum = 0;
+                for (int k = 0; k + VN <= OH * OW; k += VN) partial += load(dn + k);
+                for (int k = OH * OW / VN * VN; k < OH * OW; ++k) bsum += dn[k];
+                for (int l = 0; l < VN; ++l) bsum += partial[l];
+                btotal[f] += bsum;
+                /* one filter's gradient from this image, row by row, kept in registers */
                 V g[C][KH][KWV];
-                V* gf = gwv + (size_t)f * C * KH * KWV;
                 for (int c = 0; c < C; ++c)
                     for (int i = 0; i < KH; ++i)
-                        for (int v = 0; v < KWV; ++v) g[c][i][v] = gf[(c * KH + i) * KWV + v];
+                        for (int v = 0; v < KWV; ++v) g[c][i][v] = V{};
                 for_each_max(n, f, d, mask, blocks, nblocks, [&](int y, int xx, T dv) {
                     for (int c = 0; c < C; ++c)
                         for (int i = 0; i < KH; ++i) {
@@ -336,18 +334,22 @@ struct ConvPool {
                             for (int v = 0; v < KWV; ++v) g[c][i][v] += dv * load(xr + v * VN);
                         }
                 });
+                double* gf = total + (size_t)f * C * KH * KWV * VN;
                 for (int c = 0; c < C; ++c)
                     for (int i = 0; i < KH; ++i)
-                        for (int v = 0; v < KWV; ++v) gf[(c * KH + i) * KWV + v] = g[c][i][v];
+                        for (int v = 0; v < KWV; ++v)
+                            for (int l = 0; l < VN; ++l)
+                                gf[((c * KH + i) * KWV + v) * VN + l] += g[c][i][v][l];
             }
         }
+        for (int f = 0; f < F; ++f) gb[f] = (T)btotal[f];
         /* lane j of row (c, i) multiplied input (y+i, x+j): the flipped filter's (KH-1-i, KW-1-j) */
         for (int f = 0; f < F; ++f)
             for (int c = 0; c < C; ++c)
                 for (int i = 0; i < KH; ++i)
                     for (int j = 0; j < KW; ++j)
                         gw[(((size_t)f * C + c) * KH + KH - 1 - i) * KW + KW - 1 - j] =
-                            gwv[((size_t)f * C + c) * KH * KWV + i * KWV + j / VN][j % VN];
+                            (T)total[(((size_t)f * C + c) * KH + i) * KWV * VN + j];
     }
 
     /* Gradient of the input images; gxpad is padded_size(B) values of scratch. */
