@@ -8,6 +8,9 @@ process and on the same data:
 * the baseline: ../shared/bench/peer_theano_baseline.py (the plain design:
   one compiled call per mini-batch, evaluation in mini-batches of 10);
 * ours: bench/ours_epoch.py (network3's Network.SGD);
+* with --torch-python, PyTorch eager: ../shared/bench/peer_torch.py, run by
+  that interpreter (a venv with ``pip install torch==2.13.0``), with
+  --torch-threads threads (default: every core, as PyTorch does by itself);
 
 first with an empty Theano compile directory (cold compile), then again with
 the cache it filled (warm).  It prints one table: training s/epoch, images/s,
@@ -31,8 +34,8 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 from network3 import theano_env  # noqa: E402  (the flags only; imports no Theano)
-DEFAULT_BASELINE = os.path.join(os.path.dirname(ROOT), "shared", "bench",
-                                "peer_theano_baseline.py")
+PEERS = os.path.join(os.path.dirname(ROOT), "shared", "bench")
+DEFAULT_BASELINE = os.path.join(PEERS, "peer_theano_baseline.py")
 N_EVAL = 10000
 
 
@@ -67,13 +70,24 @@ def gemm_gflops(threads):
     return float(subprocess.check_output([sys.executable, "-c", code], env=env, text=True))
 
 
-def measure(name, cmd, env, cache_root):
+def blas_ldflags(which):
+    """Linker flags for the OpenBLAS both Theano programs link: network3's choice by default."""
+    if which == "scipy":
+        libdir, name = os.path.split(theano_env.bundled_openblas())
+        return "-L%s -l:%s -Wl,-rpath,%s" % (libdir, name, libdir)
+    if which == "system":
+        return "-lopenblas"
+    return theano_env.blas_ldflags()
+
+
+def measure(name, cmd, env, cache_root, ldflags):
     """Cold run (empty compile cache) then warm run; return a row of numbers."""
-    # An empty compile directory for both; network3 adds its own flags, and the baseline
-    # gets Theano's defaults plus what it needs to run here (float32, the same OpenBLAS).
-    flags = ["base_compiledir=%s" % os.path.join(cache_root, "theano")]
+    # An empty compile directory for both, both linking the same OpenBLAS; network3 adds its
+    # own other flags, and the baseline gets Theano's defaults plus float32.
+    flags = ["base_compiledir=%s" % os.path.join(cache_root, "theano"),
+             "blas__ldflags=%s" % ldflags.replace(",", "\\,")]
     if name == "baseline":
-        flags += ["floatX=float32", "blas__ldflags=%s" % theano_env.blas_ldflags().replace(",", "\\,")]
+        flags += ["floatX=float32"]
     cold_env = dict(env, THEANO_FLAGS=",".join(flags))
     cold, _ = run(cmd, cold_env)
     warm, rss = run(cmd, cold_env)
@@ -97,30 +111,42 @@ def main(argv=None):
     ap.add_argument("--threads", type=int, default=1, help="OPENBLAS_NUM_THREADS (default 1)")
     ap.add_argument("--nets", default="with,without", help="with, without or both")
     ap.add_argument("--json", help="also write the rows as JSON here")
+    ap.add_argument("--blas", choices=["default", "scipy", "system"], default="default",
+                    help="the OpenBLAS both link: scipy's bundled copy (what pip alone gives), "
+                         "the system's -lopenblas, or network3's default choice")
+    ap.add_argument("--torch-python", help="a Python with torch: adds PyTorch eager to the table")
+    ap.add_argument("--torch-threads", type=int, default=os.cpu_count(),
+                    help="torch.set_num_threads for PyTorch (default: every core)")
     args = ap.parse_args(argv)
     if not os.path.exists(args.baseline):
         ap.error("baseline script not found: %s" % args.baseline)
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(args.threads), PYTHONUNBUFFERED="1")
+    env.pop("NETWORK3_C_OPS", None)
     limit = ["--train-limit", str(args.train_limit)] if args.train_limit else []
+    ldflags = blas_ldflags(args.blas)
     peak = gemm_gflops(args.threads)
     print("machine: %s, %d cores | python %s | OPENBLAS_NUM_THREADS=%d | sgemm peak %.0f GFLOP/s"
-          % (platform.processor() or platform.machine(), os.cpu_count(),
-             platform.python_version(), args.threads, peak))
+          " | blas__ldflags=%s" % (platform.processor() or platform.machine(), os.cpu_count(),
+                                   platform.python_version(), args.threads, peak, ldflags))
     rows = []
     for net in args.nets.split(","):
         no_fc = ["--no-fc"] if net == "without" else []
         commands = [("baseline", [sys.executable, args.baseline, "--epochs", "1"] + limit + no_fc),
                     ("network3", [sys.executable, os.path.join(ROOT, "bench", "ours_epoch.py"),
                                   "--epochs", "1"] + limit + no_fc)]
+        if args.torch_python:
+            commands.append(("pytorch %d thr" % args.torch_threads,
+                             [args.torch_python, os.path.join(PEERS, "peer_torch.py"), "--epochs",
+                              "1", "--threads", str(args.torch_threads)] + limit + no_fc))
         for name, cmd in commands:
             with tempfile.TemporaryDirectory(prefix="bench-cache-") as cache:
-                row = measure(name, cmd, env, cache)
+                row = measure(name, cmd, env, cache, ldflags)
             row["net"] = "exec_" + net
             bound = flops_per_image(net == "with") * row["n_train"] / (peak * 1e9)
             row["flop_bound_fraction"] = bound / row["train_s"]
             rows.append(row)
-        base, ours = rows[-2], rows[-1]
-        for row in (base, ours):
+        base = rows[-len(commands)]
+        for row in rows[-len(commands):]:
             row["speedup"] = base["train_s"] / row["train_s"]
             row["eval_speedup"] = base["eval_10k_s"] / row["eval_10k_s"]
     header = ("net", "impl", "train s/epoch", "images/s", "x baseline", "FLOP-bound frac",
@@ -136,6 +162,7 @@ def main(argv=None):
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"rows": rows, "sgemm_gflops": peak, "threads": args.threads,
+                       "blas_ldflags": ldflags,
                        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z")}, f, indent=2)
 
 
