@@ -96,7 +96,7 @@ def c_body(label, inputs, outputs, call, fail):
         %s
         if (!ok) { PyErr_NoMemory(); %s }
     }""" % (call, release, fail))
-    return "\n".join(code)
+    return "{\n%s\n}" % "\n".join(code)
 
 
 def typenum(variable):

@@ -70,8 +70,15 @@ class DenseDot(_DenseBase):
         return self._call(node, sub, [(x, "cx", "x", (None, self.n_in)),
                                       (w, "cw", "w", (self.n_in, self.n_out))],
                           outputs[0], ["PyArray_DIMS(cx)[0]", self.n_out], """
-        %(K)s::forward((int)PyArray_DIMS(cx)[0], (const %(t)s*)PyArray_DATA(cx),
-                       (const %(t)s*)PyArray_DATA(cw), (%(t)s*)PyArray_DATA(""" + outputs[0] + "));")
+        const int batch = (int)PyArray_DIMS(cx)[0];
+        %(t)s* scratch = (%(t)s*)malloc(sizeof(%(t)s) * %(K)s::scratch_size(batch));
+        if (scratch) {
+            %(K)s::forward(batch, (const %(t)s*)PyArray_DATA(cx), (const %(t)s*)PyArray_DATA(cw),
+                           (%(t)s*)PyArray_DATA(""" + outputs[0] + """), scratch);
+        } else {
+            ok = 0;
+        }
+        free(scratch);""")
 
 
 class DenseInputGrad(_DenseBase):
@@ -122,14 +129,79 @@ class DenseWeightGrad(_DenseBase):
         return self._call(node, sub, [(x, "cx", "x", (None, self.n_in)),
                                       (g, "cg", "output gradient", ("PyArray_DIMS(cx)[0]", self.n_out))],
                           outputs[0], [self.n_in, self.n_out], """
-        %(t)s* xt = (%(t)s*)malloc(sizeof(%(t)s) * PyArray_SIZE(cx) + 1);
-        if (xt) {
-            %(K)s::weight_grad((int)PyArray_DIMS(cx)[0], (const %(t)s*)PyArray_DATA(cx),
-                               (const %(t)s*)PyArray_DATA(cg), (%(t)s*)PyArray_DATA(""" + outputs[0] + """), xt);
+        const int batch = (int)PyArray_DIMS(cx)[0];
+        %(t)s* scratch = (%(t)s*)malloc(sizeof(%(t)s) * %(K)s::scratch_size(batch));
+        if (scratch) {
+            %(K)s::weight_grad(batch, (const %(t)s*)PyArray_DATA(cx), (const %(t)s*)PyArray_DATA(cg),
+                               (%(t)s*)PyArray_DATA(""" + outputs[0] + """), scratch);
         } else {
             ok = 0;
         }
-        free(xt);""")
+        free(scratch);""")
+
+
+class DenseUpdate(_DenseBase):
+    """(w, x, g, alpha, beta) -> w updated in place to beta w + alpha x^T g.
+
+    With alpha = -eta and beta = 1 - eta*lmbda/n this is the book's SGD step
+    on a layer's weights, L2 term included, in one pass over w; the plain
+    graph writes the gradient x^T g out and then reads it back to update w.
+    Theano runs it after every other use of the old w.
+    """
+    destroy_map = {0: [0]}
+
+    def make_node(self, w, x, g, alpha, beta):
+        w, x, g = self._matrix(w), self._matrix(x), self._matrix(g)
+        alpha, beta = (T.as_tensor_variable(v).astype(w.dtype) for v in (alpha, beta))
+        if alpha.ndim or beta.ndim:
+            raise ValueError("%s: alpha and beta must be scalars" % self._label())
+        return Apply(self, [w, x, g, alpha, beta], [w.type()])
+
+    def infer_shape(self, fgraph, node, shapes):
+        return [shapes[0]]
+
+    def perform(self, node, inputs, outputs):
+        w, x, g, alpha, beta = inputs
+        w *= beta
+        w += (alpha * np.dot(x.T, g)).astype(w.dtype)
+        outputs[0][0] = w
+
+    def grad(self, inputs, output_grads):
+        return [grad_not_implemented(self, k, v) for k, v in enumerate(inputs)]
+
+    def c_code(self, node, name, inputs, outputs, sub):
+        w, x, g, alpha, beta = inputs
+        (out,) = outputs
+        t, tnum = ctype(node.inputs[0]), typenum(node.inputs[0])
+        label, fail = self._label(), sub["fail"]
+        return """
+    if (!PyArray_IS_C_CONTIGUOUS(%(w)s) || PyArray_NDIM(%(w)s) != 2 || PyArray_TYPE(%(w)s) != %(tnum)s
+            || PyArray_DIMS(%(w)s)[0] != %(n_in)d || PyArray_DIMS(%(w)s)[1] != %(n_out)d) {
+        PyErr_SetString(PyExc_ValueError, "%(label)s: w must be a C-contiguous %(n_in)d x %(n_out)d array of %(tnum)s");
+        %(fail)s;
+    }
+    Py_XDECREF(%(out)s);
+    %(out)s = %(w)s;
+    Py_INCREF(%(out)s);
+""" % dict(w=w, out=out, tnum=tnum, n_in=self.n_in, n_out=self.n_out, label=label,
+           fail=fail) + c_body(label, [(x, "cx", "x", (None, self.n_in), tnum),
+                               (g, "cg", "output gradient", ("PyArray_DIMS(cx)[0]", self.n_out), tnum)],
+                        [], """
+        const int batch = (int)PyArray_DIMS(cx)[0];
+        %(t)s* scratch = (%(t)s*)malloc(sizeof(%(t)s) * %(K)s::scratch_size(batch));
+        if (scratch) {
+            %(K)s::update(batch, (const %(t)s*)PyArray_DATA(cx), (const %(t)s*)PyArray_DATA(cg),
+                          (%(t)s*)PyArray_DATA(%(w)s), ((%(t)s*)PyArray_DATA(%(alpha)s))[0],
+                          ((%(t)s*)PyArray_DATA(%(beta)s))[0], scratch);
+        } else {
+            ok = 0;
+        }
+        free(scratch);""" % dict(K=self._kernel(t), t=t, w=w, alpha=alpha, beta=beta), fail)
+
+
+def dense_update(w, x, g, alpha, beta, n_in, n_out):
+    """The SGD step w <- beta w + alpha x^T g, as one in-place op."""
+    return DenseUpdate(n_in, n_out)(w, x, g, alpha, beta)
 
 
 def dense_dot(x, w, n_in, n_out):

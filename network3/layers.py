@@ -15,7 +15,7 @@ import theano.tensor as T
 from theano.tensor.nnet import conv2d, sigmoid, softmax
 
 from . import convpool
-from .dense import dense_dot
+from .dense import DenseDot, dense_dot
 from .pool import max_pool
 
 
@@ -102,6 +102,13 @@ class Layer:
     def accuracy(self, y):
         """Fraction of the mini-batch classified correctly."""
         return T.mean(T.eq(y, self.y_out))
+
+    def _train_product(self, inpt):
+        """inpt w for the training graph; remembers (inpt, product) when it is a C op,
+        so that Network can update w with one in-place op (``dense.DenseUpdate``)."""
+        product = dense_dot(inpt, self.w, self.n_in, self.n_out)
+        self.train_product = (inpt, product) if isinstance(product.owner.op, DenseDot) else None
+        return product
 
 
 class ConvPoolLayer(Layer):
@@ -193,7 +200,7 @@ class FullyConnectedLayer(Layer):
 
     def output_dropout_for(self, inpt, srng):
         dropped = dropout_layer(inpt.flatten(2), self.p_dropout, srng)
-        return self.activation_fn(dense_dot(dropped, self.w, self.n_in, self.n_out) + self.b)
+        return self.activation_fn(self._train_product(dropped) + self.b)
 
     def config(self):
         return {"type": "FullyConnectedLayer", "n_in": self.n_in, "n_out": self.n_out,
@@ -219,7 +226,7 @@ class SoftmaxLayer(Layer):
 
     def output_dropout_for(self, inpt, srng):
         dropped = dropout_layer(inpt.flatten(2), self.p_dropout, srng)
-        return softmax(dense_dot(dropped, self.w, self.n_in, self.n_out) + self.b)
+        return softmax(self._train_product(dropped) + self.b)
 
     def cost(self, net):
         """Log-likelihood cost of the training (dropout) output, averaged over the mini-batch."""

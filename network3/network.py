@@ -27,6 +27,7 @@ from theano.sandbox.rng_mrg import MRG_RandomStream
 
 from . import gpu
 from . import layers as layers_mod
+from .dense import dense_update
 from .fileio import atomic_path
 from .runlog import LOG_NAME, LogWriter, read_log, truncate_log
 
@@ -117,14 +118,29 @@ class Network:
         return (self.layers[-1].cost(self)
                 + 0.5 * lmbda * l2_norm_squared / num_training_batches)
 
-    def _updates(self, cost, eta):
-        grads = T.grad(cost, self.params)
-        return [(param, param - eta * grad) for param, grad in zip(self.params, grads)]
+    def _updates(self, cost, eta, lmbda, num_training_batches):
+        """One SGD step: param - eta * dcost/dparam for every parameter.
+
+        A weight matrix whose training product x w is a C op gets the same step
+        as one in-place op, w (1 - eta*lmbda/n) - eta x^T dcost/d(x w), the L2
+        term included; the other parameters get Theano's gradients.
+        """
+        products = {layer.w: layer.train_product for layer in self.layers
+                    if getattr(layer, "train_product", None)}
+        others = [param for param in self.params if param not in products]
+        grads = T.grad(cost, others + [product for _, product in products.values()])
+        updates = [(param, param - eta * grad) for param, grad in zip(others, grads)]
+        decay = 1.0 - eta * lmbda / num_training_batches
+        for (w, (inpt, _)), grad in zip(products.items(), grads[len(others):]):
+            n_in, n_out = w.get_value(borrow=True).shape
+            updates.append((w, dense_update(w, inpt, grad, -eta, decay, n_in, n_out)))
+        return updates
 
     def compile_train_step(self, eta, lmbda=0.0, num_training_batches=1):
         """A compiled function (x, y) -> cost that applies one SGD step to the parameters."""
         cost = self.cost(lmbda, num_training_batches)
-        return theano.function([self.x, self.y], cost, updates=self._updates(cost, eta))
+        return theano.function([self.x, self.y], cost, accept_inplace=True,
+                               updates=self._updates(cost, eta, lmbda, num_training_batches))
 
     def _compile_train_mb(self, training_data, eta, lmbda, num_training_batches, order):
         """The book's training function: mini-batch i of the shared data, by index."""
@@ -133,7 +149,8 @@ class Network:
         training_x, training_y = training_data
         rows = slice(i * mbs, (i + 1) * mbs) if order is None else order[i * mbs:(i + 1) * mbs]
         cost = self.cost(lmbda, num_training_batches)
-        return theano.function([i], cost, updates=self._updates(cost, eta),
+        return theano.function([i], cost, accept_inplace=True,
+                               updates=self._updates(cost, eta, lmbda, num_training_batches),
                                givens={self.x: training_x[rows], self.y: training_y[rows]})
 
     def _predict_fn(self):

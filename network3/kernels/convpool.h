@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <math.h>
+#include <type_traits>
 
 namespace n3 {
 
@@ -45,6 +46,17 @@ static inline typename Vec<T>::type load(const T* p) {
 template <typename T>
 static inline void store(T* p, typename Vec<T>::type v) {
     *(typename Vec<T>::unaligned*)p = v;
+}
+
+/* Keeps v in a register: without it GCC reloads a vector from memory for every
+ * multiply-add that uses it, and the loads, not the arithmetic, set the pace. */
+template <typename V>
+static inline __attribute__((always_inline)) void in_register(V& v) {
+#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+    __asm__("" : "+x"(v));
+#elif defined(__GNUC__) && defined(__aarch64__)
+    __asm__("" : "+w"(v));
+#endif
 }
 
 /* exp(x) for float, written so that a loop of it vectorizes: Cephes' expf
@@ -161,7 +173,10 @@ struct ConvPool {
                                 const T* xr = xn + ((size_t)c * H + oy * PH + p + i) * W;
                                 for (int j = 0; j < KW; ++j) {
                                     V xv[NV + 1];
-                                    for (int v = 0; v < NV; ++v) xv[v] = load(xr + j + v * VN);
+                                    for (int v = 0; v < NV; ++v) {
+                                        xv[v] = load(xr + j + v * VN);
+                                        in_register(xv[v]);
+                                    }
                                     for (int fb = 0; fb < FB; ++fb) {
                                         /* conv2d flips the filter */
                                         const T wv = w[(((size_t)(f0 + fb) * C + c) * KH
@@ -243,23 +258,31 @@ struct ConvPool {
         for (size_t k = 0; k < m; ++k) d[k] = gz[k] * activation_slope<T, ACT>(a[k]);
     }
 
-    /* Calls fn(y, x, delta) for every conv position of map (n, f) that holds its
-     * block's maximum, within the `nblocks` pooling blocks listed in `blocks`
-     * (oy*OW + ox).  Usually one position per block does, which the loop over
-     * the mask's bits makes a well-predicted branch. */
+    /* Calls fn(lane, y, x, delta) for every conv position of map (n, f) that holds
+     * its block's maximum, within the `nblocks` pooling blocks listed in `blocks`
+     * (oy*OW + ox).  Usually one position per block does, which the loop over the
+     * mask's bits makes a well-predicted branch.  Blocks alternate between lane 0
+     * and lane 1 (compile-time constants), so that fn can keep two sets of sums and
+     * not wait for each addition to finish before the next. */
     template <typename Fn>
     static inline __attribute__((always_inline)) void for_each_max(
             int n, int f, const T* __restrict d, const uint8_t* __restrict mask,
             const int* __restrict blocks, int nblocks, Fn fn) {
         const size_t base = ((size_t)n * F + f) * OH * OW;
-        for (int k = 0; k < nblocks; ++k) {
-            const int block = blocks[k], oy = block / OW, ox = block % OW;
+        auto visit = [&](int block, auto lane) {
+            const int oy = block / OW, ox = block % OW;
             const T dv = d[base + block];
             for (unsigned bits = mask[base + block]; bits; bits &= bits - 1) {
                 const int pos = __builtin_ctz(bits);
-                fn(oy * PH + pos / PW, ox * PW + pos % PW, dv);
+                fn(lane, oy * PH + pos / PW, ox * PW + pos % PW, dv);
             }
+        };
+        int k = 0;
+        for (; k + 1 < nblocks; k += 2) {
+            visit(blocks[k], std::integral_constant<int, 0>());
+            visit(blocks[k + 1], std::integral_constant<int, 1>());
         }
+        if (k < nblocks) visit(blocks[k], std::integral_constant<int, 0>());
     }
 
     /* Every pooling block, as a list for for_each_max. */
@@ -323,15 +346,17 @@ struct ConvPool {
                 for (int l = 0; l < VN; ++l) bsum += partial[l];
                 btotal[f] += bsum;
                 /* one filter's gradient from this image, row by row, kept in registers */
-                V g[C][KH][KWV];
-                for (int c = 0; c < C; ++c)
-                    for (int i = 0; i < KH; ++i)
-                        for (int v = 0; v < KWV; ++v) g[c][i][v] = V{};
-                for_each_max(n, f, d, mask, blocks, nblocks, [&](int y, int xx, T dv) {
+                V g[2][C][KH][KWV];
+                for (int lane = 0; lane < 2; ++lane)
+                    for (int c = 0; c < C; ++c)
+                        for (int i = 0; i < KH; ++i)
+                            for (int v = 0; v < KWV; ++v) g[lane][c][i][v] = V{};
+                for_each_max(n, f, d, mask, blocks, nblocks, [&](auto lane, int y, int xx, T dv) {
                     for (int c = 0; c < C; ++c)
                         for (int i = 0; i < KH; ++i) {
                             const T* xr = xn + ((size_t)c * H + y + i) * W + xx;
-                            for (int v = 0; v < KWV; ++v) g[c][i][v] += dv * load(xr + v * VN);
+                            for (int v = 0; v < KWV; ++v)
+                                g[lane][c][i][v] += dv * load(xr + v * VN);
                         }
                 });
                 double* gf = total + (size_t)f * C * KH * KWV * VN;
@@ -339,7 +364,7 @@ struct ConvPool {
                     for (int i = 0; i < KH; ++i)
                         for (int v = 0; v < KWV; ++v)
                             for (int l = 0; l < VN; ++l)
-                                gf[((c * KH + i) * KWV + v) * VN + l] += g[c][i][v][l];
+                                gf[((c * KH + i) * KWV + v) * VN + l] += g[0][c][i][v][l] + g[1][c][i][v][l];
             }
         }
         for (int f = 0; f < F; ++f) gb[f] = (T)btotal[f];
@@ -370,7 +395,7 @@ struct ConvPool {
         for (int n = 0; n < B; ++n) {
             T* gn = gxpad + (size_t)n * C * H * W;
             for (int f = 0; f < F; ++f)
-                for_each_max(n, f, d, mask, blocks, nblocks, [&](int y, int xx, T dv) {
+                for_each_max(n, f, d, mask, blocks, nblocks, [&](auto, int y, int xx, T dv) {
                     for (int c = 0; c < C; ++c)
                         for (int i = 0; i < KH; ++i) {
                             T* gr = gn + ((size_t)c * H + y + i) * W + xx;

@@ -36,62 +36,102 @@ struct Dense {
     };
     typedef typename Vec<T>::type V;
 
-    /* y[r, col0 .. col0+CB*VN) = sum over k < K of x[r, k] w[k, ...] for R rows;
-     * row r of x starts at x + r * xs. */
-    template <int R>
+    /* y[r, col0 .. col0+NVB*VN) = sum over k < K of x[r, k] w[k, ...] for R rows
+     * (row r of x at x + r * xs, row k of w at w + k * ws); then y = acc, or with
+     * ADD, y = beta y + alpha acc.  The last block of columns may be narrower than
+     * its vectors: then w is a zero-padded copy and only `width` columns are stored. */
+    template <int R, int NVB, bool ADD>
     static inline __attribute__((always_inline)) void product_block(
-            const T* __restrict x, int xs, int K, const T* __restrict w, T* __restrict y, int col0) {
-        V acc[R][CB];
+            const T* __restrict x, int xs, int K, const T* __restrict w, int ws,
+            T* __restrict y, int width, T alpha, T beta) {
+        V acc[R][NVB];
         for (int r = 0; r < R; ++r)
-            for (int v = 0; v < CB; ++v) acc[r][v] = V{};
+            for (int v = 0; v < NVB; ++v) acc[r][v] = V{};
         for (int k = 0; k < K; ++k) {
-            V wv[CB];
-            for (int v = 0; v < CB; ++v) wv[v] = load(w + (size_t)k * N_OUT + col0 + v * VN);
+            V wv[NVB];
+            for (int v = 0; v < NVB; ++v) {
+                wv[v] = load(w + (size_t)k * ws + v * VN);
+                in_register(wv[v]);
+            }
             for (int r = 0; r < R; ++r) {
                 const T xv = x[(size_t)r * xs + k];
-                for (int v = 0; v < CB; ++v) acc[r][v] += xv * wv[v];
+                for (int v = 0; v < NVB; ++v) acc[r][v] += xv * wv[v];
             }
         }
-        for (int r = 0; r < R; ++r)
-            for (int v = 0; v < CB; ++v) store(y + (size_t)r * N_OUT + col0 + v * VN, acc[r][v]);
-    }
-
-    template <int R>
-    static inline __attribute__((always_inline)) void product_rows(
-            const T* __restrict x, int xs, int K, const T* __restrict w, T* __restrict y) {
-        for (int b = 0; b < NBLK; ++b) product_block<R>(x, xs, K, w, y, b * CB * VN);
-        if (REST) {
-            T acc[R][REST + 1];
-            for (int r = 0; r < R; ++r)
-                for (int c = 0; c < REST; ++c) acc[r][c] = 0;
-            for (int k = 0; k < K; ++k)
-                for (int r = 0; r < R; ++r)
-                    for (int c = 0; c < REST; ++c)
-                        acc[r][c] += x[(size_t)r * xs + k] * w[(size_t)k * N_OUT + NBLK * CB * VN + c];
-            for (int r = 0; r < R; ++r)
-                for (int c = 0; c < REST; ++c) y[(size_t)r * N_OUT + NBLK * CB * VN + c] = acc[r][c];
+        for (int r = 0; r < R; ++r) {
+            T* out = y + (size_t)r * N_OUT;
+            if (width == NVB * VN) {
+                for (int v = 0; v < NVB; ++v)
+                    store(out + v * VN, ADD ? beta * load(out + v * VN) + alpha * acc[r][v] : acc[r][v]);
+            } else {
+                for (int c = 0; c < width; ++c)
+                    out[c] = ADD ? beta * out[c] + alpha * acc[r][c / VN][c % VN] : acc[r][c / VN][c % VN];
+            }
         }
     }
 
-    /* y (M, N_OUT) = x (M, K) w (K, N_OUT), x's rows xs apart, RB rows per pass over w. */
+    /* y (M, N_OUT) = x (M, K) w (K, N_OUT), x's rows xs apart, RB rows per pass over w;
+     * with ADD, y = beta y + alpha x w.  wtail: K*VN scratch for the columns after
+     * the last whole block. */
+    template <bool ADD>
     static inline __attribute__((always_inline)) void product(
-            int M, const T* __restrict x, int xs, int K, const T* __restrict w, T* __restrict y) {
+            int M, const T* __restrict x, int xs, int K, const T* __restrict w, T* __restrict y,
+            T* __restrict wtail, T alpha = 1, T beta = 0) {
+        enum { BW = CB * VN, TAILV = (REST + VN - 1) / VN };
+        if (REST) {
+            for (int k = 0; k < K; ++k)
+                for (int c = 0; c < TAILV * VN; ++c)
+                    wtail[(size_t)k * TAILV * VN + c] = c < REST ? w[(size_t)k * N_OUT + NBLK * BW + c] : T(0);
+        }
         int r = 0;
-        for (; r + RB <= M; r += RB) product_rows<RB>(x + (size_t)r * xs, xs, K, w, y + (size_t)r * N_OUT);
-        for (; r < M; ++r) product_rows<1>(x + (size_t)r * xs, xs, K, w, y + (size_t)r * N_OUT);
+        for (; r + RB <= M; r += RB) {
+            for (int b = 0; b < NBLK; ++b)
+                product_block<RB, CB, ADD>(x + (size_t)r * xs, xs, K, w + b * BW, N_OUT,
+                                           y + (size_t)r * N_OUT + b * BW, BW, alpha, beta);
+            if (REST)
+                product_block<RB, TAILV + (TAILV == 0), ADD>(x + (size_t)r * xs, xs, K, wtail, TAILV * VN,
+                                           y + (size_t)r * N_OUT + NBLK * BW, REST, alpha, beta);
+        }
+        for (; r < M; ++r) {
+            for (int b = 0; b < NBLK; ++b)
+                product_block<1, CB, ADD>(x + (size_t)r * xs, xs, K, w + b * BW, N_OUT,
+                                          y + (size_t)r * N_OUT + b * BW, BW, alpha, beta);
+            if (REST)
+                product_block<1, TAILV + (TAILV == 0), ADD>(x + (size_t)r * xs, xs, K, wtail, TAILV * VN,
+                                          y + (size_t)r * N_OUT + NBLK * BW, REST, alpha, beta);
+        }
+    }
+
+    /* Scratch that forward, weight_grad and update need, in values of T. */
+    static size_t scratch_size(int B) {
+        return tail_size(B) + (size_t)B * N_IN;
+    }
+    static size_t tail_size(int B) {
+        return (size_t)(N_IN > B ? N_IN : B) * ((REST + VN - 1) / VN) * VN;
     }
 
     /* y (B, N_OUT) = x (B, N_IN) w (N_IN, N_OUT) */
-    static void forward(int B, const T* __restrict x, const T* __restrict w, T* __restrict y) {
-        product(B, x, N_IN, N_IN, w, y);
+    static void forward(int B, const T* __restrict x, const T* __restrict w, T* __restrict y,
+                        T* __restrict scratch) {
+        product<false>(B, x, N_IN, N_IN, w, y, scratch);
     }
 
-    /* gw (N_IN, N_OUT) = x^T g: the same product with x transposed into xt (N_IN * B scratch). */
+    /* gw (N_IN, N_OUT) = x^T g: the same product with x transposed. */
     static void weight_grad(int B, const T* __restrict x, const T* __restrict g, T* __restrict gw,
-                            T* __restrict xt) {
+                            T* __restrict scratch) {
+        T* xt = scratch + tail_size(B);
         for (int r = 0; r < B; ++r)
             for (int k = 0; k < N_IN; ++k) xt[(size_t)k * B + r] = x[(size_t)r * N_IN + k];
-        product(N_IN, xt, B, B, g, gw);
+        product<false>(N_IN, xt, B, B, g, gw, scratch);
+    }
+
+    /* w = beta w + alpha x^T g, in place: an SGD step on w in one pass over it. */
+    static void update(int B, const T* __restrict x, const T* __restrict g, T* __restrict w,
+                       T alpha, T beta, T* __restrict scratch) {
+        T* xt = scratch + tail_size(B);
+        for (int r = 0; r < B; ++r)
+            for (int k = 0; k < N_IN; ++k) xt[(size_t)k * B + r] = x[(size_t)r * N_IN + k];
+        product<true>(N_IN, xt, B, B, g, w, scratch, alpha, beta);
     }
 
     /* gx[r, k] = g[r] . w[k], one scalar */
