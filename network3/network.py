@@ -214,6 +214,9 @@ class Network:
             shuffle_rng.set_state(state.shuffle_rng_state)
         order = theano.shared(np.arange(n_train, dtype="int64"), name="order") if shuffle else None
         train_mb = self._compile_train_mb(training_data, eta, lmbda, num_training_batches, order)
+        # The indices are made int64 arrays here, so Theano can skip checking them per call.
+        train_mb.trust_input = True
+        indices = [np.asarray(j, dtype="int64") for j in range(num_training_batches)]
         self._predict_fn()
         start = time.time()
         for epoch in range(state.epochs_done, epochs):
@@ -222,7 +225,7 @@ class Network:
                 order.set_value(shuffle_rng.permutation(n_train).astype("int64"))
             costs = np.empty(num_training_batches)
             for minibatch_index in _progress(num_training_batches, epoch, quiet):
-                costs[minibatch_index] = train_mb(minibatch_index)
+                costs[minibatch_index] = train_mb(indices[minibatch_index])
                 if not math.isfinite(costs[minibatch_index]):
                     state.diverged(epoch, minibatch_index, costs[minibatch_index], eta)
             t1 = time.time()

@@ -153,15 +153,11 @@ struct ConvPool {
     typedef typename Vec<T>::type V;
     typedef typename Vec<T>::ints I;
 
-    /* x (B,C,H,W), w (F,C,KH,KW), bias (F) -> a (B,F,OH,OW), mask (B,F,OH,OW). */
-    static void forward(int B, const T* __restrict x, const T* __restrict w,
-                        const T* __restrict bias, T* __restrict a, uint8_t* __restrict mask) {
-        for (int n = 0; n < B; ++n) {
-            const T* xn = x + (size_t)n * C * H * W;
-            for (int f0 = 0; f0 < F; f0 += FB) {
-                for (int oy = 0; oy < OH; ++oy) {
-                    V acc[FB][PH][NV + 1];
-                    T tail[FB][PH][TAIL + 1];
+    /* The conv rows of pooled row oy for filters f0 .. f0+FB-1: a separate function,
+     * so that the compiler allocates its registers for this loop alone. */
+    static __attribute__((noinline)) void accumulate(
+            const T* __restrict xn, const T* __restrict w, int f0, int oy,
+            V (&acc)[FB][PH][NV + 1], T (&tail)[FB][PH][TAIL + 1]) {
                     for (int fb = 0; fb < FB; ++fb)
                         for (int p = 0; p < PH; ++p) {
                             for (int v = 0; v < NV; ++v) acc[fb][p][v] = V{};
@@ -187,6 +183,20 @@ struct ConvPool {
                                     }
                                 }
                             }
+    }
+
+    /* x (B,C,H,W), w (F,C,KH,KW), bias (F) -> a (B,F,OH,OW), mask (B,F,OH,OW).
+     * Pooled row by pooled row, FB filters at a time: the convolution's rows stay
+     * in registers, are max-pooled there, and only the pooled values are stored. */
+    static void forward(int B, const T* __restrict x, const T* __restrict w,
+                        const T* __restrict bias, T* __restrict a, uint8_t* __restrict mask) {
+        for (int n = 0; n < B; ++n) {
+            const T* xn = x + (size_t)n * C * H * W;
+            for (int f0 = 0; f0 < F; f0 += FB) {
+                for (int oy = 0; oy < OH; ++oy) {
+                    V acc[FB][PH][NV + 1];
+                    T tail[FB][PH][TAIL + 1];
+                    accumulate(xn, w, f0, oy, acc, tail);
                     for (int fb = 0; fb < FB; ++fb) {
                         const size_t out = (((size_t)n * F + f0 + fb) * OH + oy) * OW;
                         if (SHUFFLE_POOL)
@@ -195,8 +205,16 @@ struct ConvPool {
                             pool_any(acc[fb], tail[fb], bias[f0 + fb], a + out, mask + out);
                     }
                 }
+                /* the activation, over whole maps: long runs of full vectors */
+                activate_all(a + ((size_t)n * F + f0) * OH * OW, FB * OH * OW);
             }
         }
+    }
+
+    static inline void activate_all(T* __restrict z, int count) {
+        int k = 0;
+        for (; k + VN <= count; k += VN) store(z + k, activate_vec<T, ACT>(load(z + k)));
+        for (; k < count; ++k) z[k] = activate<T, ACT>(z[k]);
     }
 
     /* PW == 2: even and odd columns of each pair of row vectors, by shuffles. */
@@ -219,14 +237,16 @@ struct ConvPool {
             I bits = I{};
             for (int p = 0; p < PH; ++p)
                 for (int q = 0; q < 2; ++q) bits |= (col[p][q] == best) & (1 << (p * 2 + q));
-            const V out = activate_vec<T, ACT>(best + bias);
+            const V out = best + bias;
             const int lanes = 2 * g + 1 < NV ? VN : VN / 2;
             if (lanes == VN) {
                 store(a + g * VN, out);
             } else {
                 for (int l = 0; l < lanes; ++l) a[g * VN + l] = out[l];
             }
-            for (int l = 0; l < lanes; ++l) mask[g * VN + l] = (uint8_t)bits[l];
+            typedef uint8_t Bytes __attribute__((vector_size(VN)));
+            const Bytes packed = __builtin_convertvector(bits, Bytes);
+            memcpy(mask + g * VN, &packed, lanes);
         }
     }
 
@@ -248,7 +268,7 @@ struct ConvPool {
                 for (int q = 0; q < PW; ++q)
                     bits |= (unsigned)(conv[p][ox * PW + q] == best) << (p * PW + q);
             mask[ox] = (uint8_t)bits;
-            a[ox] = activate<T, ACT>(best + bias);
+            a[ox] = best + bias;
         }
     }
 

@@ -37,12 +37,12 @@ struct Dense {
     typedef typename Vec<T>::type V;
 
     /* y[r, col0 .. col0+NVB*VN) = sum over k < K of x[r, k] w[k, ...] for R rows
-     * (row r of x at x + r * xs, row k of w at w + k * ws); then y = acc, or with
+     * (x[r, k] at x[r * xs + k * xk], row k of w at w + k * ws); then y = acc, or with
      * ADD, y = beta y + alpha acc.  The last block of columns may be narrower than
      * its vectors: then w is a zero-padded copy and only `width` columns are stored. */
     template <int R, int NVB, bool ADD>
     static inline __attribute__((always_inline)) void product_block(
-            const T* __restrict x, int xs, int K, const T* __restrict w, int ws,
+            const T* __restrict x, int xs, int xk, int K, const T* __restrict w, int ws,
             T* __restrict y, int width, T alpha, T beta) {
         V acc[R][NVB];
         for (int r = 0; r < R; ++r)
@@ -54,7 +54,7 @@ struct Dense {
                 in_register(wv[v]);
             }
             for (int r = 0; r < R; ++r) {
-                const T xv = x[(size_t)r * xs + k];
+                const T xv = x[(size_t)r * xs + (size_t)k * xk];
                 for (int v = 0; v < NVB; ++v) acc[r][v] += xv * wv[v];
             }
         }
@@ -70,13 +70,13 @@ struct Dense {
         }
     }
 
-    /* y (M, N_OUT) = x (M, K) w (K, N_OUT), x's rows xs apart, RB rows per pass over w;
-     * with ADD, y = beta y + alpha x w.  wtail: K*VN scratch for the columns after
-     * the last whole block. */
+    /* y (M, N_OUT) = x (M, K) w (K, N_OUT), x[r, k] at x[r * xs + k * xk], RB rows per
+     * pass over w; with ADD, y = beta y + alpha x w.  wtail: scratch for the columns
+     * after the last whole block (tail_size). */
     template <bool ADD>
     static inline __attribute__((always_inline)) void product(
-            int M, const T* __restrict x, int xs, int K, const T* __restrict w, T* __restrict y,
-            T* __restrict wtail, T alpha = 1, T beta = 0) {
+            int M, const T* __restrict x, int xs, int xk, int K, const T* __restrict w,
+            T* __restrict y, T* __restrict wtail, T alpha = 1, T beta = 0) {
         enum { BW = CB * VN, TAILV = (REST + VN - 1) / VN };
         if (REST) {
             for (int k = 0; k < K; ++k)
@@ -86,52 +86,43 @@ struct Dense {
         int r = 0;
         for (; r + RB <= M; r += RB) {
             for (int b = 0; b < NBLK; ++b)
-                product_block<RB, CB, ADD>(x + (size_t)r * xs, xs, K, w + b * BW, N_OUT,
+                product_block<RB, CB, ADD>(x + (size_t)r * xs, xs, xk, K, w + b * BW, N_OUT,
                                            y + (size_t)r * N_OUT + b * BW, BW, alpha, beta);
             if (REST)
-                product_block<RB, TAILV + (TAILV == 0), ADD>(x + (size_t)r * xs, xs, K, wtail, TAILV * VN,
-                                           y + (size_t)r * N_OUT + NBLK * BW, REST, alpha, beta);
+                product_block<RB, TAILV + (TAILV == 0), ADD>(x + (size_t)r * xs, xs, xk, K, wtail,
+                                           TAILV * VN, y + (size_t)r * N_OUT + NBLK * BW, REST, alpha, beta);
         }
         for (; r < M; ++r) {
             for (int b = 0; b < NBLK; ++b)
-                product_block<1, CB, ADD>(x + (size_t)r * xs, xs, K, w + b * BW, N_OUT,
+                product_block<1, CB, ADD>(x + (size_t)r * xs, xs, xk, K, w + b * BW, N_OUT,
                                           y + (size_t)r * N_OUT + b * BW, BW, alpha, beta);
             if (REST)
-                product_block<1, TAILV + (TAILV == 0), ADD>(x + (size_t)r * xs, xs, K, wtail, TAILV * VN,
-                                          y + (size_t)r * N_OUT + NBLK * BW, REST, alpha, beta);
+                product_block<1, TAILV + (TAILV == 0), ADD>(x + (size_t)r * xs, xs, xk, K, wtail,
+                                          TAILV * VN, y + (size_t)r * N_OUT + NBLK * BW, REST, alpha, beta);
         }
     }
 
     /* Scratch that forward, weight_grad and update need, in values of T. */
     static size_t scratch_size(int B) {
-        return tail_size(B) + (size_t)B * N_IN;
-    }
-    static size_t tail_size(int B) {
-        return (size_t)(N_IN > B ? N_IN : B) * ((REST + VN - 1) / VN) * VN;
+        return (size_t)(N_IN > B ? N_IN : B) * ((REST + VN - 1) / VN) * VN + 1;
     }
 
     /* y (B, N_OUT) = x (B, N_IN) w (N_IN, N_OUT) */
     static void forward(int B, const T* __restrict x, const T* __restrict w, T* __restrict y,
                         T* __restrict scratch) {
-        product<false>(B, x, N_IN, N_IN, w, y, scratch);
+        product<false>(B, x, N_IN, 1, N_IN, w, y, scratch);
     }
 
-    /* gw (N_IN, N_OUT) = x^T g: the same product with x transposed. */
+    /* gw (N_IN, N_OUT) = x^T g: the same product, reading x by columns. */
     static void weight_grad(int B, const T* __restrict x, const T* __restrict g, T* __restrict gw,
                             T* __restrict scratch) {
-        T* xt = scratch + tail_size(B);
-        for (int r = 0; r < B; ++r)
-            for (int k = 0; k < N_IN; ++k) xt[(size_t)k * B + r] = x[(size_t)r * N_IN + k];
-        product<false>(N_IN, xt, B, B, g, gw, scratch);
+        product<false>(N_IN, x, 1, N_IN, B, g, gw, scratch);
     }
 
     /* w = beta w + alpha x^T g, in place: an SGD step on w in one pass over it. */
     static void update(int B, const T* __restrict x, const T* __restrict g, T* __restrict w,
                        T alpha, T beta, T* __restrict scratch) {
-        T* xt = scratch + tail_size(B);
-        for (int r = 0; r < B; ++r)
-            for (int k = 0; k < N_IN; ++k) xt[(size_t)k * B + r] = x[(size_t)r * N_IN + k];
-        product<true>(N_IN, xt, B, B, g, w, scratch, alpha, beta);
+        product<true>(N_IN, x, 1, N_IN, B, g, w, scratch, alpha, beta);
     }
 
     /* gx[r, k] = g[r] . w[k], one scalar */
@@ -141,29 +132,40 @@ struct Dense {
         return s;
     }
 
-    /* gx (B, N_IN) = g (B, N_OUT) w^T: eight rows of w at a time, each dotted with
-     * every row of g while they sit in the L1 cache. */
-    static void input_grad(int B, const T* __restrict g, const T* __restrict w, T* __restrict gx) {
-        enum { NV = N_OUT / VN, TAIL = N_OUT % VN, KB = 8 };
-        int k0 = 0;
-        if constexpr (sizeof(T) == 4 && VN == 8) {
-            for (; k0 + KB <= N_IN; k0 += KB) {
-                const T* wk = w + (size_t)k0 * N_OUT;
-                for (int r = 0; r < B; ++r) {
-                    const T* gr = g + (size_t)r * N_OUT;
-                    V acc[KB];
-                    for (int kk = 0; kk < KB; ++kk) acc[kk] = V{};
-                    for (int v = 0; v < NV; ++v) {
-                        const V gv = load(gr + v * VN);
-                        for (int kk = 0; kk < KB; ++kk) acc[kk] += gv * load(wk + kk * N_OUT + v * VN);
-                    }
-                    V s = sums8(acc);
-                    for (int kk = 0; kk < KB; ++kk)
-                        for (int t = 0; t < TAIL; ++t) s[kk] += gr[NV * VN + t] * wk[kk * N_OUT + NV * VN + t];
-                    store(gx + (size_t)r * N_IN + k0, s);
+    enum { KB = 8 };  /* rows of w per block of the input gradient */
+
+    /* gx[r, k0 .. k0+KB) = g[r] . w[k] for every row r of g: KB rows of w at a time,
+     * each dotted with every row of g while they sit in the L1 cache. */
+    static inline __attribute__((always_inline)) void input_grad_block(
+            int B, const T* __restrict g, const T* __restrict w, T* __restrict gx, int k0) {
+        enum { NV = N_OUT / VN, TAIL = N_OUT % VN };
+        const T* wk = w + (size_t)k0 * N_OUT;
+        if constexpr (sizeof(T) == 4 && (int)VN == (int)KB) {
+            for (int r = 0; r < B; ++r) {
+                const T* gr = g + (size_t)r * N_OUT;
+                V acc[KB];
+                for (int kk = 0; kk < KB; ++kk) acc[kk] = V{};
+                for (int v = 0; v < NV; ++v) {
+                    V gv = load(gr + v * VN);
+                    in_register(gv);
+                    for (int kk = 0; kk < KB; ++kk) acc[kk] += gv * load(wk + kk * N_OUT + v * VN);
                 }
+                V s = sums8(acc);
+                for (int kk = 0; kk < KB; ++kk)
+                    for (int t = 0; t < TAIL; ++t) s[kk] += gr[NV * VN + t] * wk[kk * N_OUT + NV * VN + t];
+                store(gx + (size_t)r * N_IN + k0, s);
             }
+        } else {
+            for (int kk = 0; kk < KB; ++kk)
+                for (int r = 0; r < B; ++r)
+                    gx[(size_t)r * N_IN + k0 + kk] = dot_row(g + (size_t)r * N_OUT, wk + kk * N_OUT);
         }
+    }
+
+    /* gx (B, N_IN) = g (B, N_OUT) w^T */
+    static void input_grad(int B, const T* __restrict g, const T* __restrict w, T* __restrict gx) {
+        int k0 = 0;
+        for (; k0 + KB <= N_IN; k0 += KB) input_grad_block(B, g, w, gx, k0);
         for (; k0 < N_IN; ++k0)
             for (int r = 0; r < B; ++r)
                 gx[(size_t)r * N_IN + k0] = dot_row(g + (size_t)r * N_OUT, w + (size_t)k0 * N_OUT);
