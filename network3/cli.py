@@ -15,7 +15,7 @@ def cmd_info(args):
     import scipy
     import theano
 
-    from . import data, theano_env
+    from . import cops, data, theano_env
     path = args.data or data.default_data_path()
     if not os.path.exists(path):
         status = "missing (run `network3 data fetch`)"
@@ -36,6 +36,8 @@ def cmd_info(args):
         ("device", gpu.device_name()),
         ("gpu stack", gpu.describe_stack()),
         ("floatX", theano.config.floatX),
+        ("C ops", "on" if cops.enabled() else
+         "off (%s)" % ("NETWORK3_C_OPS=0" if not cops.ENABLED else "not on the CPU")),
         ("compiledir", theano.config.compiledir),
         ("THEANO_FLAGS", os.environ.get("THEANO_FLAGS", "")),
         ("OPENBLAS_NUM_THREADS", os.environ.get("OPENBLAS_NUM_THREADS", "(not set: all cores)")),

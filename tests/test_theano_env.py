@@ -89,3 +89,6 @@ def test_info_command_shows_openblas_and_data(mnist):
     assert "openblas" in blas[0].lower() and "fallback" not in blas[0]
     assert "floatX" in result.stdout and "float32" in result.stdout
     assert "SHA-256 verified" in result.stdout
+    assert any(line.split() == ["C", "ops", "on"] for line in result.stdout.splitlines())
+    off = run_python(["-m", "network3", "info"], env={"NETWORK3_C_OPS": "0"})
+    assert "off (NETWORK3_C_OPS=0)" in off.stdout
