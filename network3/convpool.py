@@ -155,6 +155,43 @@ class ConvPool(_ConvPoolBase):
                        [(a, pooled, tnum), (mask, pooled, "NPY_UINT8")], call, sub["fail"])
 
 
+class ConvPoolOutput(ConvPool):
+    """(images, w, b) -> activations: ConvPool for inference, without the mask."""
+
+    def make_node(self, x, w, b):
+        node = super().make_node(x, w, b)
+        return Apply(self, node.inputs, [node.outputs[0].type()])
+
+    def infer_shape(self, fgraph, node, shapes):
+        return [self._pooled(shapes[0][0])]
+
+    def connection_pattern(self, node):
+        return [[True], [True], [True]]
+
+    def perform(self, node, inputs, outputs):
+        both = [[None], [None]]
+        super().perform(node, inputs, both)
+        outputs[0][0] = both[0][0]
+
+    def grad(self, inputs, output_grads):
+        return ConvPool(*self._props()).grad(inputs, list(output_grads) + [None])
+
+    def c_code(self, node, name, inputs, outputs, sub):
+        x, w, b = inputs
+        (a,) = outputs
+        t, tnum = ctype(node.inputs[0]), typenum(node.inputs[0])
+        pooled = ["PyArray_DIMS(cx)[0]"] + list(self._pooled(0)[1:])
+        call = """
+        %(kernel)s::forward((int)PyArray_DIMS(cx)[0], (const %(t)s*)PyArray_DATA(cx),
+            (const %(t)s*)PyArray_DATA(cw), (const %(t)s*)PyArray_DATA(cb),
+            (%(t)s*)PyArray_DATA(%(a)s), nullptr);""" % dict(kernel=self._kernel(t), t=t, a=a)
+        return c_body(self._label(),
+                      [(x, "cx", "images", (None,) + self.image_shape, tnum),
+                       (w, "cw", "filters", self.filter_shape, tnum),
+                       (b, "cb", "biases", self.filter_shape[:1], tnum)],
+                      [(a, pooled, tnum)], call, sub["fail"])
+
+
 def _grad_inputs(op, a, mask, ga, tnum):
     """The inputs both gradient ops take: activations, mask and output gradient."""
     pooled = ("PyArray_DIMS(ca)[0]",) + op._pooled(0)[1:]
@@ -254,7 +291,10 @@ class ConvPoolInputGrad(_ConvPoolBase):
                        call, sub["fail"])
 
 
-def conv_pool(images, w, b, image_shape, filter_shape, poolsize, activation):
-    """ConvPoolLayer's output, fused: `images` is (batch,) + image_shape."""
+def conv_pool(images, w, b, image_shape, filter_shape, poolsize, activation, training=True):
+    """ConvPoolLayer's output, fused: `images` is (batch,) + image_shape.  Without
+    `training` the op skips the mask that only the gradient needs."""
+    if not training:
+        return ConvPoolOutput(image_shape, filter_shape, poolsize, activation)(images, w, b)
     a, _ = ConvPool(image_shape, filter_shape, poolsize, activation)(images, w, b)
     return a

@@ -160,16 +160,19 @@ class ConvPoolLayer(Layer):
         """(batch, feature maps, height, width) of the output for an input of `input_shape`."""
         return (input_shape[0], self.filter_shape[0]) + self.pooled_shape
 
-    def output_for(self, inpt):
+    def output_for(self, inpt, training=False):
         images = inpt.reshape((inpt.shape[0],) + self.image_shape[1:])
         activation = activation_name(self.activation_fn)
         if convpool.use_fused(images.dtype, self.poolsize, activation):
             return convpool.conv_pool(images, self.w, self.b, self.image_shape[1:],
-                                      self.filter_shape, self.poolsize, activation)
+                                      self.filter_shape, self.poolsize, activation, training)
         conv_out = conv2d(images, self.w, input_shape=(None,) + self.image_shape[1:],
                           filter_shape=self.filter_shape)
         pooled_out = max_pool(conv_out, self.poolsize)
         return self.activation_fn(pooled_out + self.b.dimshuffle("x", 0, "x", "x"))
+
+    def output_dropout_for(self, inpt, srng):
+        return self.output_for(inpt, training=True)
 
     def config(self):
         return {"type": "ConvPoolLayer", "filter_shape": list(self.filter_shape),

@@ -185,7 +185,8 @@ struct ConvPool {
                             }
     }
 
-    /* x (B,C,H,W), w (F,C,KH,KW), bias (F) -> a (B,F,OH,OW), mask (B,F,OH,OW).
+    /* x (B,C,H,W), w (F,C,KH,KW), bias (F) -> a (B,F,OH,OW), mask (B,F,OH,OW); a null
+     * mask (inference) is not computed.
      * Pooled row by pooled row, FB filters at a time: the convolution's rows stay
      * in registers, are max-pooled there, and only the pooled values are stored. */
     static void forward(int B, const T* __restrict x, const T* __restrict w,
@@ -199,10 +200,11 @@ struct ConvPool {
                     accumulate(xn, w, f0, oy, acc, tail);
                     for (int fb = 0; fb < FB; ++fb) {
                         const size_t out = (((size_t)n * F + f0 + fb) * OH + oy) * OW;
+                        uint8_t* mask_out = mask ? mask + out : nullptr;
                         if (SHUFFLE_POOL)
-                            pool_pairs(acc[fb], bias[f0 + fb], a + out, mask + out);
+                            pool_pairs(acc[fb], bias[f0 + fb], a + out, mask_out);
                         else
-                            pool_any(acc[fb], tail[fb], bias[f0 + fb], a + out, mask + out);
+                            pool_any(acc[fb], tail[fb], bias[f0 + fb], a + out, mask_out);
                     }
                 }
                 /* the activation, over whole maps: long runs of full vectors */
@@ -235,8 +237,9 @@ struct ConvPool {
             for (int p = 0; p < PH; ++p)
                 for (int q = 0; q < 2; ++q) best = col[p][q] > best ? col[p][q] : best;
             I bits = I{};
-            for (int p = 0; p < PH; ++p)
-                for (int q = 0; q < 2; ++q) bits |= (col[p][q] == best) & (1 << (p * 2 + q));
+            if (mask)
+                for (int p = 0; p < PH; ++p)
+                    for (int q = 0; q < 2; ++q) bits |= (col[p][q] == best) & (1 << (p * 2 + q));
             const V out = best + bias;
             const int lanes = 2 * g + 1 < NV ? VN : VN / 2;
             if (lanes == VN) {
@@ -244,9 +247,11 @@ struct ConvPool {
             } else {
                 for (int l = 0; l < lanes; ++l) a[g * VN + l] = out[l];
             }
-            typedef uint8_t Bytes __attribute__((vector_size(VN)));
-            const Bytes packed = __builtin_convertvector(bits, Bytes);
-            memcpy(mask + g * VN, &packed, lanes);
+            if (mask) {
+                typedef uint8_t Bytes __attribute__((vector_size(VN)));
+                const Bytes packed = __builtin_convertvector(bits, Bytes);
+                memcpy(mask + g * VN, &packed, lanes);
+            }
         }
     }
 
@@ -263,11 +268,13 @@ struct ConvPool {
             for (int p = 0; p < PH; ++p)
                 for (int q = 0; q < PW; ++q)
                     best = conv[p][ox * PW + q] > best ? conv[p][ox * PW + q] : best;
-            unsigned bits = 0;
-            for (int p = 0; p < PH; ++p)
-                for (int q = 0; q < PW; ++q)
-                    bits |= (unsigned)(conv[p][ox * PW + q] == best) << (p * PW + q);
-            mask[ox] = (uint8_t)bits;
+            if (mask) {
+                unsigned bits = 0;
+                for (int p = 0; p < PH; ++p)
+                    for (int q = 0; q < PW; ++q)
+                        bits |= (unsigned)(conv[p][ox * PW + q] == best) << (p * PW + q);
+                mask[ox] = (uint8_t)bits;
+            }
             a[ox] = best + bias;
         }
     }
