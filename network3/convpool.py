@@ -229,7 +229,7 @@ class ConvPoolGrad(_ConvPoolBase):
         call = """
         typedef %(kernel)s K;
         const int batch = (int)PyArray_DIMS(ca)[0];
-        %(t)s* d = (%(t)s*)malloc(sizeof(%(t)s) * PyArray_SIZE(ca));
+        %(t)s* d = (%(t)s*)malloc(sizeof(%(t)s) * PyArray_SIZE(ca) + 1);
         %(t)s* xpad = (%(t)s*)malloc(sizeof(%(t)s) * K::padded_size(batch));
         double* total = (double*)malloc(sizeof(double) * K::GRAD_DOUBLES);
         if (d && xpad && total) {
@@ -274,16 +274,18 @@ class ConvPoolInputGrad(_ConvPoolBase):
         call = """
         typedef %(kernel)s K;
         const int batch = (int)PyArray_DIMS(ca)[0];
-        %(t)s* d = (%(t)s*)malloc(sizeof(%(t)s) * PyArray_SIZE(ca));
+        %(t)s* d = (%(t)s*)malloc(sizeof(%(t)s) * PyArray_SIZE(ca) + 1);
         %(t)s* gxpad = (%(t)s*)malloc(sizeof(%(t)s) * K::padded_size(batch));
-        if (d && gxpad) {
+        K::V* filters = (K::V*)aligned_alloc(32, sizeof(K::V) * K::FILTER_VECTORS);
+        if (d && gxpad && filters) {
             K::deltas(batch, (const %(t)s*)PyArray_DATA(ca), (const %(t)s*)PyArray_DATA(cg), d);
             K::input_grads(batch, (const %(t)s*)PyArray_DATA(cw), d,
-                           (const uint8_t*)PyArray_DATA(cm), (%(t)s*)PyArray_DATA(%(gx)s), gxpad);
+                           (const uint8_t*)PyArray_DATA(cm), (%(t)s*)PyArray_DATA(%(gx)s), gxpad,
+                           filters);
         } else {
             ok = 0;
         }
-        free(d); free(gxpad);""" % dict(kernel=self._kernel(t), t=t, gx=gx)
+        free(d); free(gxpad); free(filters);""" % dict(kernel=self._kernel(t), t=t, gx=gx)
         return c_body(self._label(),
                        [(w, "cw", "filters", self.filter_shape, tnum)]
                        + _grad_inputs(self, a, mask, ga, tnum),

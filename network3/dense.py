@@ -175,9 +175,10 @@ class DenseUpdate(_DenseBase):
         t, tnum = ctype(node.inputs[0]), typenum(node.inputs[0])
         label, fail = self._label(), sub["fail"]
         return """
-    if (!PyArray_IS_C_CONTIGUOUS(%(w)s) || PyArray_NDIM(%(w)s) != 2 || PyArray_TYPE(%(w)s) != %(tnum)s
+    if (!PyArray_IS_C_CONTIGUOUS(%(w)s) || !PyArray_ISWRITEABLE(%(w)s) || PyArray_NDIM(%(w)s) != 2
+            || PyArray_TYPE(%(w)s) != %(tnum)s
             || PyArray_DIMS(%(w)s)[0] != %(n_in)d || PyArray_DIMS(%(w)s)[1] != %(n_out)d) {
-        PyErr_SetString(PyExc_ValueError, "%(label)s: w must be a C-contiguous %(n_in)d x %(n_out)d array of %(tnum)s");
+        PyErr_SetString(PyExc_ValueError, "%(label)s: w must be a writeable C-contiguous %(n_in)d x %(n_out)d array of %(tnum)s");
         %(fail)s;
     }
     Py_XDECREF(%(out)s);

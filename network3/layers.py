@@ -49,7 +49,9 @@ def activation_by_name(name):
 
 
 def _shared(value, name):
-    return theano.shared(np.asarray(value, dtype=theano.config.floatX), name=name, borrow=True)
+    # C-contiguous: the C ops update weights in place and read them row by row.
+    return theano.shared(np.ascontiguousarray(value, dtype=theano.config.floatX), name=name,
+                         borrow=True)
 
 
 def _positive_ints(values, what, length):
@@ -85,8 +87,8 @@ class Layer:
             self.w, self.b = _shared(w, "w"), _shared(b, "b")
             self.params = [self.w, self.b]
         else:
-            self.w.set_value(np.asarray(w, dtype=theano.config.floatX))
-            self.b.set_value(np.asarray(b, dtype=theano.config.floatX))
+            self.w.set_value(np.ascontiguousarray(w, dtype=theano.config.floatX))
+            self.b.set_value(np.ascontiguousarray(b, dtype=theano.config.floatX))
 
     def set_inpt(self, inpt, inpt_dropout, mini_batch_size, srng=None):
         """The book's interface: wire this layer to its input, keeping the results."""

@@ -261,7 +261,7 @@ class Network:
             if param.get_value(borrow=True).shape != np.shape(value):
                 raise ValueError("parameter %s: expected shape %r, got %r" % (
                     param.name, param.get_value(borrow=True).shape, np.shape(value)))
-            param.set_value(np.asarray(value, dtype=theano.config.floatX))
+            param.set_value(np.ascontiguousarray(value, dtype=theano.config.floatX))
 
     def save(self, path, **extra):
         """Save the architecture and parameters to an .npz file (no pickle), atomically.

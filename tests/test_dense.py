@@ -36,7 +36,7 @@ def test_wrong_width_is_an_error_naming_the_sizes():
 
 
 TRAIN_ONE_EPOCH = """
-import sys, numpy as np, network3
+import sys, network3, numpy as np
 from network3 import cops
 from network3.data import load_data, shared, subset
 from network3.experiment import conv_net_layers
@@ -85,3 +85,34 @@ def test_an_epoch_with_c_ops_equals_the_plain_graph(fc_units, tmp_path):
     plain_drift = relative_error(plain32, plain64)
     assert 0 < plain_drift < 0.05
     assert relative_error(c32, plain64) < 5 * plain_drift
+
+
+SSE2_ONLY = """
+import sys
+import network3
+import numpy as np, theano, theano.tensor as T
+from network3.dense import dense_dot
+from network3.layers import ConvPoolLayer, FullyConnectedLayer
+np.random.seed(0)  # the layers draw their weights from numpy's global generator
+rng = np.random.RandomState(0)
+x = T.matrix()
+conv = ConvPoolLayer((4, 1, 5, 5), (3, 1, 12, 12))
+fc = FullyConnectedLayer(4 * 4 * 4, 9)
+out = fc.output_dropout_for(conv.output_dropout_for(x, None), None)
+cost = out.sum()
+f = theano.function([x], [out] + T.grad(cost, [conv.w, fc.w]))
+xv = rng.rand(3, 144).astype("float32")
+np.save(sys.argv[1], np.concatenate([v.ravel() for v in f(xv)]))
+"""
+
+
+def test_c_ops_build_for_a_cpu_without_avx(tmp_path):
+    """Compiled for plain x86-64 (SSE2), the C ops give what the native build gives."""
+    results = []
+    for name, flags in (("native", ""), ("sse2", ",gcc__cxxflags=-march=x86-64")):
+        out = str(tmp_path / (name + ".npy"))
+        result = run_python(["-c", SSE2_ONLY, out], env={
+            "THEANO_FLAGS": "base_compiledir=%s%s" % (tmp_path / ("cache-" + name), flags)})
+        assert result.returncode == 0, result.stderr[-3000:]
+        results.append(np.load(out))
+    np.testing.assert_allclose(results[0], results[1], rtol=1e-5, atol=1e-6)

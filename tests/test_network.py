@@ -300,3 +300,13 @@ def test_predict_rejects_wrong_shape():
     with pytest.raises(ValueError, match=r"predict expects an N x 784 array of images, "
                                          r"got shape \(3, 100\)"):
         net.predict(np.zeros((3, 100)))
+
+
+def test_fortran_order_parameters_are_accepted(small_mnist):
+    """set_params takes any memory order; the C ops update weights in place, row by row."""
+    net = conv_fc_net(seed=4)
+    net.set_params([np.asfortranarray(p) for p in net.get_params()])
+    assert all(p.get_value(borrow=True).flags.c_contiguous for p in net.params)
+    records = net.SGD(*shared_sets(small_mnist[:1]), 1, MBS, 0.1, *shared_sets(small_mnist[1:]),
+                      quiet=True)
+    assert records[-1]["validation_accuracy"] > 0.1

@@ -12,8 +12,9 @@
  * max-pool gradient does; positions that are not maxima get nothing, so the
  * weight gradient only visits one conv position in PH*PW.
  *
- * Vectors are GCC/Clang vector extensions: no intrinsics, so the same code
- * builds for SSE, AVX, AVX-512 or NEON, whatever the compiler targets.
+ * Vectors are GCC vector extensions: no intrinsics, so the same code builds for
+ * SSE, AVX, AVX-512 or NEON, whatever the compiler targets (GCC 9 or later, or
+ * clang, in C++14 or later).
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -49,13 +50,27 @@ static inline void store(T* p, typename Vec<T>::type v) {
 }
 
 /* Keeps v in a register: without it GCC reloads a vector from memory for every
- * multiply-add that uses it, and the loads, not the arithmetic, set the pace. */
+ * multiply-add that uses it, and the loads, not the arithmetic, set the pace.  Only
+ * where a whole vector fits one register (AVX); elsewhere it does nothing. */
 template <typename V>
 static inline __attribute__((always_inline)) void in_register(V& v) {
-#if defined(__GNUC__) && (defined(__x86_64__) || defined(__i386__))
+#if defined(__GNUC__) && !defined(__clang__) && defined(__AVX__)
     __asm__("" : "+x"(v));
-#elif defined(__GNUC__) && defined(__aarch64__)
-    __asm__("" : "+w"(v));
+#else
+    (void)v;
+#endif
+}
+
+/* out[l] = (a ++ b)[idx[l]]: GCC's __builtin_shuffle, or lane by lane elsewhere. */
+template <typename V, typename I>
+static inline __attribute__((always_inline)) V shuffle(V a, V b, I idx) {
+#if defined(__GNUC__) && !defined(__clang__)
+    return __builtin_shuffle(a, b, idx);
+#else
+    enum { N = sizeof(V) / sizeof(a[0]) };
+    V out;
+    for (int l = 0; l < N; ++l) out[l] = idx[l] < N ? a[idx[l]] : b[idx[l] - N];
+    return out;
 #endif
 }
 
@@ -148,7 +163,8 @@ struct ConvPool {
         SHUFFLE_POOL = PW == 2 && TAIL == 0 && NV > 0,
         KWV = (KW + VN - 1) / VN,  /* vectors per filter row */
         PAD = KWV * VN,           /* scratch images are padded by this much */
-        GRAD_DOUBLES = F * C * KH * KWV * VN + F  /* weight_grads' scratch */
+        GRAD_DOUBLES = F * C * KH * KWV * VN + F,  /* weight_grads' scratch */
+        FILTER_VECTORS = F * C * KH * KWV           /* input_grads' scratch */
     };
     typedef typename Vec<T>::type V;
     typedef typename Vec<T>::ints I;
@@ -230,8 +246,8 @@ struct ConvPool {
             const int v1 = 2 * g + 1 < NV ? 2 * g + 1 : 2 * g;   /* odd NV: last vector alone */
             V col[PH][2], best;
             for (int p = 0; p < PH; ++p) {
-                col[p][0] = __builtin_shuffle(acc[p][2 * g], acc[p][v1], even);
-                col[p][1] = __builtin_shuffle(acc[p][2 * g], acc[p][v1], odd);
+                col[p][0] = shuffle(acc[p][2 * g], acc[p][v1], even);
+                col[p][1] = shuffle(acc[p][2 * g], acc[p][v1], odd);
             }
             best = col[0][0];
             for (int p = 0; p < PH; ++p)
@@ -404,12 +420,12 @@ struct ConvPool {
                             (T)total[(((size_t)f * C + c) * KH + i) * KWV * VN + j];
     }
 
-    /* Gradient of the input images; gxpad is padded_size(B) values of scratch. */
+    /* Gradient of the input images; gxpad is padded_size(B) values of scratch, wf
+     * FILTER_VECTORS vectors (the flipped filters, each row padded with zeros). */
     static void input_grads(int B, const T* __restrict w, const T* __restrict d,
                             const uint8_t* __restrict mask, T* __restrict gx,
-                            T* __restrict gxpad) {
-        /* each filter row flipped, padded with zeros to whole vectors */
-        V wf[F][C][KH][KWV];
+                            T* __restrict gxpad, V* __restrict wflat) {
+        V (*wf)[C][KH][KWV] = (V (*)[C][KH][KWV])wflat;
         for (int f = 0; f < F; ++f)
             for (int c = 0; c < C; ++c)
                 for (int i = 0; i < KH; ++i)

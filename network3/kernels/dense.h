@@ -19,10 +19,10 @@ static inline __attribute__((always_inline)) Vec<float>::type sums8(const Vec<fl
     const I e3 = {0, 1, 2, 3, 8, 9, 10, 11}, o3 = {4, 5, 6, 7, 12, 13, 14, 15};
     V u[4], w[2];
     for (int p = 0; p < 4; ++p)
-        u[p] = __builtin_shuffle(a[2 * p], a[2 * p + 1], e1) + __builtin_shuffle(a[2 * p], a[2 * p + 1], o1);
+        u[p] = shuffle(a[2 * p], a[2 * p + 1], e1) + shuffle(a[2 * p], a[2 * p + 1], o1);
     for (int p = 0; p < 2; ++p)
-        w[p] = __builtin_shuffle(u[2 * p], u[2 * p + 1], e2) + __builtin_shuffle(u[2 * p], u[2 * p + 1], o2);
-    return __builtin_shuffle(w[0], w[1], e3) + __builtin_shuffle(w[0], w[1], o3);
+        w[p] = shuffle(u[2 * p], u[2 * p + 1], e2) + shuffle(u[2 * p], u[2 * p + 1], o2);
+    return shuffle(w[0], w[1], e3) + shuffle(w[0], w[1], o3);
 }
 
 template <typename T, int N_IN, int N_OUT>
