@@ -16,6 +16,7 @@ setup(
     long_description=open("README.md").read(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["network3", "network3.*"]),
+    package_data={"network3": ["kernels/*.h"]},
     python_requires=">=3.10,<3.12",
     install_requires=[
         # numpy 2 breaks Theano's generated C; 1.24+ removed np.bool, used at import.

@@ -20,6 +20,19 @@ def use_dense(x, w):
     return cops.enabled() and x.dtype == w.dtype and x.dtype in ("float32", "float64")
 
 
+def _with_scratch(call):
+    """C code that runs `call` with `batch` (the rows of cx) and `scratch` (scratch_size)."""
+    return """
+        const int batch = (int)PyArray_DIMS(cx)[0];
+        %(t)s* scratch = (%(t)s*)malloc(sizeof(%(t)s) * %(K)s::scratch_size(batch));
+        if (scratch) {
+""" + call + """
+        } else {
+            ok = 0;
+        }
+        free(scratch);"""
+
+
 class _DenseBase(KernelOp):
     __props__ = ("n_in", "n_out")
 
@@ -69,16 +82,9 @@ class DenseDot(_DenseBase):
         x, w = inputs
         return self._call(node, sub, [(x, "cx", "x", (None, self.n_in)),
                                       (w, "cw", "w", (self.n_in, self.n_out))],
-                          outputs[0], ["PyArray_DIMS(cx)[0]", self.n_out], """
-        const int batch = (int)PyArray_DIMS(cx)[0];
-        %(t)s* scratch = (%(t)s*)malloc(sizeof(%(t)s) * %(K)s::scratch_size(batch));
-        if (scratch) {
+                          outputs[0], ["PyArray_DIMS(cx)[0]", self.n_out], _with_scratch("""
             %(K)s::forward(batch, (const %(t)s*)PyArray_DATA(cx), (const %(t)s*)PyArray_DATA(cw),
-                           (%(t)s*)PyArray_DATA(""" + outputs[0] + """), scratch);
-        } else {
-            ok = 0;
-        }
-        free(scratch);""")
+                           (%(t)s*)PyArray_DATA(""" + outputs[0] + "), scratch);"))
 
 
 class DenseInputGrad(_DenseBase):
@@ -128,16 +134,9 @@ class DenseWeightGrad(_DenseBase):
         x, g = inputs
         return self._call(node, sub, [(x, "cx", "x", (None, self.n_in)),
                                       (g, "cg", "output gradient", ("PyArray_DIMS(cx)[0]", self.n_out))],
-                          outputs[0], [self.n_in, self.n_out], """
-        const int batch = (int)PyArray_DIMS(cx)[0];
-        %(t)s* scratch = (%(t)s*)malloc(sizeof(%(t)s) * %(K)s::scratch_size(batch));
-        if (scratch) {
+                          outputs[0], [self.n_in, self.n_out], _with_scratch("""
             %(K)s::weight_grad(batch, (const %(t)s*)PyArray_DATA(cx), (const %(t)s*)PyArray_DATA(cg),
-                               (%(t)s*)PyArray_DATA(""" + outputs[0] + """), scratch);
-        } else {
-            ok = 0;
-        }
-        free(scratch);""")
+                               (%(t)s*)PyArray_DATA(""" + outputs[0] + "), scratch);"))
 
 
 class DenseUpdate(_DenseBase):
@@ -187,17 +186,10 @@ class DenseUpdate(_DenseBase):
 """ % dict(w=w, out=out, tnum=tnum, n_in=self.n_in, n_out=self.n_out, label=label,
            fail=fail) + c_body(label, [(x, "cx", "x", (None, self.n_in), tnum),
                                (g, "cg", "output gradient", ("PyArray_DIMS(cx)[0]", self.n_out), tnum)],
-                        [], """
-        const int batch = (int)PyArray_DIMS(cx)[0];
-        %(t)s* scratch = (%(t)s*)malloc(sizeof(%(t)s) * %(K)s::scratch_size(batch));
-        if (scratch) {
+                        [], _with_scratch("""
             %(K)s::update(batch, (const %(t)s*)PyArray_DATA(cx), (const %(t)s*)PyArray_DATA(cg),
                           (%(t)s*)PyArray_DATA(%(w)s), ((%(t)s*)PyArray_DATA(%(alpha)s))[0],
-                          ((%(t)s*)PyArray_DATA(%(beta)s))[0], scratch);
-        } else {
-            ok = 0;
-        }
-        free(scratch);""" % dict(K=self._kernel(t), t=t, w=w, alpha=alpha, beta=beta), fail)
+                          ((%(t)s*)PyArray_DATA(%(beta)s))[0], scratch);""") % dict(K=self._kernel(t), t=t, w=w, alpha=alpha, beta=beta), fail)
 
 
 def dense_update(w, x, g, alpha, beta, n_in, n_out):

@@ -74,23 +74,28 @@ static inline __attribute__((always_inline)) V shuffle(V a, V b, I idx) {
 #endif
 }
 
-/* exp(x) for float, written so that a loop of it vectorizes: Cephes' expf
- * (range reduction by ln 2, degree-6 polynomial), about 1 ulp. */
-static inline float exp_vec(float x) {
-    x = x < -87.3f ? -87.3f : (x > 88.3f ? 88.3f : x);
-    const float n = floorf(x * 1.44269504088896341f + 0.5f);
-    const float r = x - n * 0.693359375f + n * 2.12194440e-4f;
-    float p = 1.9875691500e-4f;
+/* exp(x) for float, written so that a loop of it vectorizes: Cephes' expf, about
+ * 1 ulp.  With n = round(x / ln 2), exp(x) = 2^n exp(r), r = x - n ln 2 (ln 2 in two
+ * parts); exp(r) is a degree-6 polynomial.  X is a float or a vector of floats. */
+template <typename X>
+static inline X exp_reduced(X x, X n) {
+    const X r = x - n * 0.693359375f + n * 2.12194440e-4f;
+    X p = X{} + 1.9875691500e-4f;
     p = p * r + 1.3981999507e-3f;
     p = p * r + 8.3334519073e-3f;
     p = p * r + 4.1665795894e-2f;
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
+    return p * r * r + r + 1.0f;
+}
+
+static inline float exp_vec(float x) {
+    x = x < -87.3f ? -87.3f : (x > 88.3f ? 88.3f : x);
+    const float n = floorf(x * 1.44269504088896341f + 0.5f);
     const int32_t bits = ((int32_t)n + 127) << 23;
     float scale;
     memcpy(&scale, &bits, sizeof scale);
-    return p * scale;
+    return exp_reduced(x, n) * scale;
 }
 static inline double exp_vec(double x) { return exp(x); }
 
@@ -124,15 +129,7 @@ static inline Vec<float>::type exp_vec(Vec<float>::type x) {
     const I above = n > t;                            /* ... so step down where that was up */
     n = above ? n - 1.0f : n;
     n_int = n_int + above;
-    const V r = x - n * 0.693359375f + n * 2.12194440e-4f;
-    V p = V{} + 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    return p * (V)((n_int + 127) << 23);
+    return exp_reduced(x, n) * (V)((n_int + 127) << 23);
 }
 
 template <typename T, int ACT>
