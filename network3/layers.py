@@ -48,10 +48,14 @@ def activation_by_name(name):
                          % (name, ", ".join(ACTIVATIONS))) from None
 
 
+def param_array(value):
+    """A parameter's value as stored: floatX and C-contiguous (the C ops update weights in
+    place and read them row by row)."""
+    return np.ascontiguousarray(value, dtype=theano.config.floatX)
+
+
 def _shared(value, name):
-    # C-contiguous: the C ops update weights in place and read them row by row.
-    return theano.shared(np.ascontiguousarray(value, dtype=theano.config.floatX), name=name,
-                         borrow=True)
+    return theano.shared(param_array(value), name=name, borrow=True)
 
 
 def _positive_ints(values, what, length):
@@ -87,8 +91,8 @@ class Layer:
             self.w, self.b = _shared(w, "w"), _shared(b, "b")
             self.params = [self.w, self.b]
         else:
-            self.w.set_value(np.ascontiguousarray(w, dtype=theano.config.floatX))
-            self.b.set_value(np.ascontiguousarray(b, dtype=theano.config.floatX))
+            self.w.set_value(param_array(w))
+            self.b.set_value(param_array(b))
 
     def set_inpt(self, inpt, inpt_dropout, mini_batch_size, srng=None):
         """The book's interface: wire this layer to its input, keeping the results."""

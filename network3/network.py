@@ -125,15 +125,15 @@ class Network:
         as one in-place op, w (1 - eta*lmbda/n) - eta x^T dcost/d(x w), the L2
         term included; the other parameters get Theano's gradients.
         """
-        products = {layer.w: layer.train_product for layer in self.layers
-                    if getattr(layer, "train_product", None)}
-        others = [param for param in self.params if param not in products]
-        grads = T.grad(cost, others + [product for _, product in products.values()])
+        dense = [layer for layer in self.layers if getattr(layer, "train_product", None)]
+        dense_weights = {layer.w for layer in dense}
+        others = [param for param in self.params if param not in dense_weights]
+        grads = T.grad(cost, others + [layer.train_product[1] for layer in dense])
         updates = [(param, param - eta * grad) for param, grad in zip(others, grads)]
         decay = 1.0 - eta * lmbda / num_training_batches
-        for (w, (inpt, _)), grad in zip(products.items(), grads[len(others):]):
-            n_in, n_out = w.get_value(borrow=True).shape
-            updates.append((w, dense_update(w, inpt, grad, -eta, decay, n_in, n_out)))
+        for layer, grad in zip(dense, grads[len(others):]):
+            updates.append((layer.w, dense_update(layer.w, layer.train_product[0], grad, -eta,
+                                                  decay, layer.n_in, layer.n_out)))
         return updates
 
     def compile_train_step(self, eta, lmbda=0.0, num_training_batches=1):
@@ -261,7 +261,7 @@ class Network:
             if param.get_value(borrow=True).shape != np.shape(value):
                 raise ValueError("parameter %s: expected shape %r, got %r" % (
                     param.name, param.get_value(borrow=True).shape, np.shape(value)))
-            param.set_value(np.ascontiguousarray(value, dtype=theano.config.floatX))
+            param.set_value(layers_mod.param_array(value))
 
     def save(self, path, **extra):
         """Save the architecture and parameters to an .npz file (no pickle), atomically.
